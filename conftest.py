@@ -1,0 +1,55 @@
+"""Root pytest configuration: one local cloud for the whole test session.
+
+It starts before any test or notebook runs (pytest_configure), on its own free port and state folder
+so a developer's own local cloud is never touched, and its endpoint and fake credentials are exported
+so every papermill/nbval kernel inherits them. It stops when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+import pytest
+
+_session_port: int | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _session_port
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller already did this
+        return
+    os.environ.setdefault("RETAIL_LOCALCLOUD_HOME", tempfile.mkdtemp(prefix="retail-localcloud-"))
+    for name in ("RETAIL_TARGET", "RETAIL_ALLOW_AWS_CREATE", "AWS_PROFILE", "AWS_SESSION_TOKEN", "RETAIL_DATA"):
+        os.environ.pop(name, None)
+    from helpers.localcloud import lifecycle
+
+    _session_port = _free_port()
+    endpoint = lifecycle.up(port=_session_port)
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session_port is not None:
+        from helpers.localcloud import lifecycle
+
+        lifecycle.down(port=_session_port)
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> str:
+    """The session's local cloud endpoint."""
+    return os.environ["AWS_ENDPOINT_URL"]
