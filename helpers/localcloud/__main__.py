@@ -1,0 +1,53 @@
+"""`python -m helpers.localcloud up|down|status [--port N]`: the local cloud's lifecycle.
+
+`up` prints the endpoint URL as its last line; `status` prints it or exits 1; `down` stops the
+process and every worker it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from helpers.localcloud.lifecycle import DEFAULT_PORT, LocalCloudError, down, logfile, status, up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.localcloud", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    args = parser.parse_args(argv)
+
+    if args.command == "up":
+        started = time.monotonic()
+        already = status(args.port)
+        try:
+            endpoint = up(args.port)
+        except LocalCloudError as error:
+            print(f"localcloud: {error}", file=sys.stderr)
+            return 2
+        if already is None:
+            print(f"localcloud: started in {time.monotonic() - started:.1f} s; log: {logfile(args.port)}",
+                  file=sys.stderr)
+        else:
+            print(f"localcloud: already running (pid {already.pid})", file=sys.stderr)
+        print(endpoint)
+        return 0
+    if args.command == "down":
+        stopped = down(args.port)
+        print(f"localcloud: {'stopped' if stopped else 'was not running'} on port {args.port}")
+        return 0
+    running = status(args.port)
+    if running is None:
+        print(f"localcloud: not running on port {args.port}", file=sys.stderr)
+        return 1
+    print(f"localcloud: running, pid {running.pid}, executors: {', '.join(running.executors) or 'none'}",
+          file=sys.stderr)
+    print(running.endpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Start, find and stop the local cloud: one background process per port, like an AWS account.
+
+The process is started in its own session (process group), so `down` stops it together with every
+worker it started. A pidfile and a log file live in the state folder of its port; a file lock makes
+concurrent `up` calls (two notebooks, parallel tests) start it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from helpers.paths import PROJECT_ROOT
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+HEALTH_PATH = "/_localcloud/health"
+SERVICE_ID = "retail-pipelines-localcloud"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+class LocalCloudError(RuntimeError):
+    """The local cloud could not be started, found or stopped; the message says what to do."""
+
+
+class PortInUseError(LocalCloudError):
+    """Another program (not a local cloud) holds the port."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a running local cloud says about itself."""
+
+    endpoint: str
+    pid: int
+    started_at: float
+    executors: tuple[str, ...]
+    state_dir: str
+
+
+def endpoint_for(port: int, host: str = DEFAULT_HOST) -> str:
+    return f"http://{host}:{port}"
+
+
+def state_root() -> Path:
+    """Where pidfiles, logs and executor state live (override with RETAIL_LOCALCLOUD_HOME)."""
+    configured = os.environ.get("RETAIL_LOCALCLOUD_HOME")
+    return Path(configured) if configured else Path.home() / ".cache" / "retail-pipelines" / "localcloud"
+
+
+def state_dir(port: int) -> Path:
+    return state_root() / str(port)
+
+
+def pidfile(port: int) -> Path:
+    return state_dir(port) / "server.pid"
+
+
+def logfile(port: int) -> Path:
+    return state_dir(port) / "server.log"
+
+
+def health(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 2.0) -> Health | None:
+    """The local cloud's self-description on `port`, or None when nothing of ours answers there."""
+    try:
+        with urllib.request.urlopen(endpoint_for(port, host) + HEALTH_PATH, timeout=timeout) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    if body.get("service") != SERVICE_ID:
+        return None
+    return Health(
+        endpoint=endpoint_for(port, host),
+        pid=int(body["pid"]),
+        started_at=float(body["started_at"]),
+        executors=tuple(body.get("executors", ())),
+        state_dir=str(body.get("state_dir", "")),
+    )
+
+
+def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
+    """True when nothing listens on host:port (so the server can bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+@contextlib.contextmanager
+def _port_lock(port: int) -> Iterator[None]:
+    directory = state_dir(port)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_pid(port: int) -> int | None:
+    try:
+        return int(pidfile(port).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _log_tail(port: int, lines: int = 15) -> str:
+    try:
+        text = logfile(port).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = START_TIMEOUT_S) -> str:
+    """Start the local cloud on `port` unless it already runs there; return its endpoint URL.
+
+    Idempotent. Raises PortInUseError when another program holds the port, LocalCloudError when the
+    process dies or does not become healthy in time (with the tail of its log).
+    """
+    with _port_lock(port):
+        running = health(port, host)
+        if running is not None:
+            return running.endpoint
+        if not port_is_free(port, host):
+            raise PortInUseError(
+                f"port {port} on {host} is taken by another program, not a local cloud of this workbook. "
+                f"Stop that program, or start the local cloud elsewhere: python -m helpers.localcloud up --port N "
+                f"(and set AWS_ENDPOINT_URL={endpoint_for(port, host).rsplit(':', 1)[0]}:N)."
+            )
+        stale = _read_pid(port)
+        if stale is not None and _alive(stale):
+            _terminate_group(stale)  # ours, but not answering: replace it
+        directory = state_dir(port)
+        directory.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(logfile(port), "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "helpers.localcloud.server", "--host", host, "--port", str(port),
+                 "--state-dir", str(directory)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(PROJECT_ROOT),
+                env={**os.environ, "PYTHONPATH": _pythonpath()},
+                start_new_session=True,
+            )
+        pidfile(port).write_text(f"{process.pid}\n")
+        while time.monotonic() - started < timeout:
+            exit_code = process.poll()
+            if exit_code is not None:
+                pidfile(port).unlink(missing_ok=True)
+                raise LocalCloudError(
+                    f"the local cloud exited with code {exit_code} while starting on port {port}. "
+                    f"Log ({logfile(port)}):\n{_log_tail(port)}"
+                )
+            running = health(port, host, timeout=1.0)
+            if running is not None:
+                return running.endpoint
+            time.sleep(0.1)
+        _terminate_group(process.pid)
+        pidfile(port).unlink(missing_ok=True)
+        raise LocalCloudError(
+            f"the local cloud did not answer on port {port} within {timeout:.0f} s. Log ({logfile(port)}):\n"
+            f"{_log_tail(port)}"
+        )
+
+
+def down(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> bool:
+    """Stop the local cloud on `port` and every process it started. True if something was stopped."""
+    with _port_lock(port):
+        running = health(port, host)
+        pid = running.pid if running is not None else _read_pid(port)
+        stopped = False
+        if pid is not None and _alive(pid):
+            _terminate_group(pid)
+            stopped = True
+        pidfile(port).unlink(missing_ok=True)
+        return stopped
+
+
+def status(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> Health | None:
+    return health(port, host)
+
+
+def _terminate_group(pid: int) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL whatever is left after a grace period."""
+    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not _group_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process of the group exists (zombies excluded where /proc tells)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc").is_dir():
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().split(") ", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _pythonpath() -> str:
+    """Make `helpers` importable in the server even when it is not installed (e.g. a bare checkout)."""
+    existing = os.environ.get("PYTHONPATH")
+    return str(PROJECT_ROOT) + (os.pathsep + existing if existing else "")

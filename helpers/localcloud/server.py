@@ -1,0 +1,123 @@
+"""The local cloud process: a WSGI dispatcher in front of moto's server, plus the executors.
+
+Run by `python -m helpers.localcloud up` (never by hand): it binds 127.0.0.1 only, answers
+`/_localcloud/health`, lets each executor claim requests first and hands the rest to moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from helpers.localcloud.executors import CloudContext, Executor, load_executors
+from helpers.localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
+
+log = logging.getLogger("localcloud")
+
+
+class LocalCloudApp:
+    """Routes a request to the health endpoint, to the first executor that claims it, or to moto."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], executors: list[Executor], context: CloudContext):
+        self.moto_app = moto_app
+        self.executors = executors
+        self.context = context
+        self.started_at = time.time()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:
+            return self._health(start_response)
+        if self.executors:
+            from werkzeug.wrappers import Request
+
+            request = Request(environ, shallow=True)
+            for executor in self.executors:
+                claimed = executor.route(request)
+                if claimed is not None:
+                    return claimed(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+    def _health(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = json.dumps(
+            {
+                "service": SERVICE_ID,
+                "status": "running",
+                "pid": os.getpid(),
+                "endpoint": self.context.endpoint,
+                "started_at": self.started_at,
+                "executors": [executor.name for executor in self.executors],
+                "state_dir": str(self.context.state_dir),
+            }
+        ).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
+    """moto's dispatcher wrapped by ours; executors are created but not started."""
+    os.environ.setdefault("MOTO_PORT", str(port))  # moto builds queue URLs etc. from it
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    context = CloudContext(endpoint=endpoint_for(port, host), port=port, state_dir=state_dir)
+    return LocalCloudApp(moto_app, load_executors(), context)
+
+
+def serve(host: str, port: int, state_dir: Path) -> int:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    app = build_app(host, port, state_dir)
+    try:
+        server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    except (OSError, SystemExit) as error:
+        print(f"localcloud: cannot bind {host}:{port}: {error}", file=sys.stderr, flush=True)
+        return 3
+    for executor in app.executors:
+        executor.start(app.context)
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"localcloud: serving {app.context.endpoint} (pid {os.getpid()}, state {state_dir})", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for executor in reversed(app.executors):
+            try:
+                executor.stop()
+            except Exception:  # one executor failing to stop must not keep the others running
+                log.exception("executor %s failed to stop", executor.name)
+        server.server_close()
+    print("localcloud: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the local cloud binds loopback only: it has no authentication")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    return serve(args.host, args.port, args.state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
