@@ -1,0 +1,1 @@
+"""Benchmarks: numbers to report, never pass/fail tests. Run with `make bench`."""

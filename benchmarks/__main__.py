@@ -1,0 +1,125 @@
+"""`python -m benchmarks [--only NAME ...]`: measure and print; results also go to build/bench.json.
+
+- localcloud: cold start of the local cloud (process spawn to healthy) and stop, median of 3;
+  p50/p99 latency of small boto3 calls against it.
+- dataset: the full real file read + parsed + classified (skipped when the file is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from helpers.paths import BUILD_DIR, PROJECT_ROOT
+
+REAL_FILE = Path(os.environ.get("RETAIL_REAL_DATA", PROJECT_ROOT.parent / "shared/data/ecommerce/data.csv"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": round(1000 * statistics.median(ordered), 2),
+            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+            "n": len(ordered)}
+
+
+def _timed(call: Callable[[], Any], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def bench_localcloud() -> dict[str, Any]:
+    import boto3
+
+    from helpers.localcloud import lifecycle
+
+    os.environ["RETAIL_LOCALCLOUD_HOME"] = tempfile.mkdtemp(prefix="bench-localcloud-")
+    starts, stops = [], []
+    for _ in range(3):
+        port = _free_port()
+        started = time.perf_counter()
+        endpoint = lifecycle.up(port)
+        starts.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        lifecycle.down(port)
+        stops.append(time.perf_counter() - started)
+    port = _free_port()
+    endpoint = lifecycle.up(port)
+    try:
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        s3 = session.client("s3", endpoint_url=endpoint)
+        kinesis = session.client("kinesis", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="bench")
+        kinesis.create_stream(StreamName="bench", ShardCount=1)
+        s3.put_object(Bucket="bench", Key="warm", Body=b"x")  # first call of a service loads its backend
+        kinesis.put_record(StreamName="bench", Data=b"x", PartitionKey="k")
+        put = _timed(lambda: s3.put_object(Bucket="bench", Key="k", Body=b"x" * 512), 300)
+        record = _timed(lambda: kinesis.put_record(StreamName="bench", Data=b"x" * 512, PartitionKey="k"), 300)
+    finally:
+        lifecycle.down(port)
+    return {
+        "cold_start_s": round(statistics.median(starts), 3),
+        "stop_s": round(statistics.median(stops), 3),
+        "s3_put_object": _percentiles(put),
+        "kinesis_put_record": _percentiles(record),
+    }
+
+
+def bench_dataset() -> dict[str, Any]:
+    from helpers import dataset
+
+    if not REAL_FILE.exists():
+        return {"skipped": f"{REAL_FILE} not found ({dataset.REAL_FILE_HINT})"}
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        frame = dataset.load(REAL_FILE)
+        timings.append(time.perf_counter() - started)
+    counts = frame["quality"].value_counts()
+    return {
+        "file": str(REAL_FILE),
+        "rows": len(frame),
+        "load_parse_classify_s": round(statistics.median(timings), 3),
+        "classified_rows": int(counts.sum()),
+        "by_quality": {str(name): int(count) for name, count in counts.items()},
+    }
+
+
+BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {"localcloud": bench_localcloud, "dataset": bench_dataset}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
+    args = parser.parse_args(argv)
+    results = {"python": sys.version.split()[0], "cores": os.cpu_count()}
+    for name in args.only:
+        print(f"== {name}", flush=True)
+        results[name] = BENCHMARKS[name]()
+        print(json.dumps(results[name], indent=2), flush=True)
+    BUILD_DIR.mkdir(exist_ok=True)
+    (BUILD_DIR / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {BUILD_DIR / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

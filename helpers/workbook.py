@@ -1,0 +1,196 @@
+"""Run the numbered notebooks headless with papermill: the main job, the tests and the refresh.
+
+`python -m helpers.workbook run` executes every notebook in order against the local cloud into
+`build/notebooks/` and writes `build/summary.md`. `python -m helpers.workbook refresh` re-executes
+notebooks into a temp file and, only when they succeed, replaces the committed copies with their
+papermill metadata stripped (nbstripout --keep-output), so nbval compares against a clean run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from helpers.paths import BUILD_DIR, NOTEBOOKS_DIR
+
+CELL_TIMEOUT_S = 600
+RESULT_MARK = "RESULT:"
+# papermill writes timings and paths into these; nbval must not see them in committed notebooks.
+PAPERMILL_KEYS = "metadata.papermill cell.metadata.papermill cell.metadata.execution"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: Path
+    output: Path
+    seconds: float
+    error: str | None
+    results: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def notebooks(only: Iterable[str] = ()) -> list[Path]:
+    """The numbered notebooks in order; `only` filters by number or name prefix (e.g. "01")."""
+    found = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    wanted = tuple(only)
+    return [path for path in found if not wanted or path.name.startswith(wanted)]
+
+
+def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = None,
+            cell_timeout: int = CELL_TIMEOUT_S) -> NotebookRun:
+    """Execute one notebook with papermill (kernel `python3`, cwd = its folder); never raises on cell errors."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters or {}, kernel_name="python3",
+            cwd=str(notebook.parent), execution_timeout=cell_timeout, progress_bar=False,
+        )
+    except papermill.PapermillExecutionError as failure:
+        error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
+    return NotebookRun(notebook, output, time.monotonic() - started, error, _result_lines(output))
+
+
+def _result_lines(executed: Path) -> tuple[str, ...]:
+    """Lines a notebook printed starting with RESULT: (its own one-line proof of what it built)."""
+    if not executed.exists():
+        return ()
+    lines = []
+    for cell in json.loads(executed.read_text()).get("cells", []):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "")
+            for line in (text if isinstance(text, list) else text.splitlines(True)):
+                if line.startswith(RESULT_MARK):
+                    lines.append(line[len(RESULT_MARK):].strip())
+    return tuple(lines)
+
+
+def write_summary(runs: list[NotebookRun], path: Path) -> str:
+    total = sum(run.seconds for run in runs)
+    lines = [
+        "# Workbook run", "",
+        f"{sum(run.ok for run in runs)} of {len(runs)} notebooks passed in {total:.1f} s.", "",
+        "| notebook | status | seconds | result |", "| --- | --- | ---: | --- |",
+    ]
+    for run in runs:
+        status = "ok" if run.ok else "FAILED"
+        detail = "; ".join(run.results) if run.ok else (run.error or "").replace("|", "\\|")[:300]
+        lines.append(f"| {run.notebook.stem} | {status} | {run.seconds:.1f} | {detail} |")
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+def strip_papermill_metadata(path: Path) -> None:
+    """Outputs and execution counts stay (nbval skips cells without a count); papermill's timings go."""
+    subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count", "--extra-keys", PAPERMILL_KEYS, str(path)],
+        check=True,
+    )
+
+
+def refresh(notebook: Path) -> NotebookRun:
+    """Re-execute `notebook` and replace its committed outputs, only if every cell succeeded."""
+    with tempfile.TemporaryDirectory() as scratch:
+        run = execute(notebook, Path(scratch) / notebook.name)
+        if run.ok:
+            strip_papermill_metadata(run.output)
+            shutil.copyfile(run.output, notebook)
+    return run
+
+
+@contextlib.contextmanager
+def _cloud(keep: bool) -> Iterator[None]:
+    """The local cloud for a run (none on target=aws); stopped afterwards if this run started it."""
+    from helpers import localcloud
+
+    local = os.environ.get("RETAIL_TARGET", "local") == "local"
+    was_running = local and localcloud.is_running()
+    if local:
+        print(f"local cloud: {localcloud.ensure_running()}")
+    try:
+        yield
+    finally:
+        if local and not was_running and not keep:
+            localcloud.stop()
+            print("local cloud stopped (use --keep-cloud to keep it running for exploration)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.data:
+        os.environ["RETAIL_DATA"] = str(Path(args.data).resolve())
+    with _cloud(args.keep_cloud):
+        runs = _run_notebooks(args)
+    return 0 if runs and all(run.ok for run in runs) else 1
+
+
+def _run_notebooks(args: argparse.Namespace) -> list[NotebookRun]:
+    parameters = {name: _literal(value) for name, value in args.parameter or []}
+    runs = []
+    for notebook in notebooks(args.only):
+        print(f"running {notebook.name} ...", flush=True)
+        run = execute(notebook, args.out / "notebooks" / notebook.name, parameters)
+        print(f"  {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f} s" + (f": {run.error}" if run.error else ""))
+        runs.append(run)
+    print()
+    print(write_summary(runs, args.out / "summary.md"))
+    print(f"executed notebooks: {args.out / 'notebooks'}; summary: {args.out / 'summary.md'}")
+    return runs
+
+
+def _literal(text: str) -> Any:
+    """`-p nrows 500` gives the int 500, `-p target aws` the string 'aws' (as papermill's -p does)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    failed = 0
+    with _cloud(keep=False):
+        for notebook in notebooks(args.only):
+            run = refresh(notebook)
+            print(f"{notebook.name}: {'refreshed' if run.ok else 'FAILED, left unchanged: ' + str(run.error)} "
+                  f"({run.seconds:.1f} s)")
+            failed += not run.ok
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.workbook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute every notebook into build/ and write a summary")
+    run.add_argument("--only", nargs="*", default=(), help="notebook numbers or names, e.g. 00 01")
+    run.add_argument("--data", help="CSV to use instead of data/sample.csv (e.g. the full real file)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="papermill parameter for every notebook (repeatable)")
+    run.add_argument("--out", type=Path, default=BUILD_DIR)
+    run.add_argument("--keep-cloud", action="store_true", help="leave the local cloud running afterwards")
+    refresh_parser = commands.add_parser("refresh", help="re-execute notebooks and update their committed outputs")
+    refresh_parser.add_argument("--only", nargs="*", default=())
+    args = parser.parse_args(argv)
+    return _run(args) if args.command == "run" else _refresh(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
