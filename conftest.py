@@ -8,18 +8,11 @@ so every papermill/nbval kernel inherits them. It stops when the session ends.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import pytest
 
 _session_port: int | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name, None)
     from helpers.localcloud import lifecycle
 
-    _session_port = _free_port()
+    _session_port = lifecycle.free_port()
     endpoint = lifecycle.up(port=_session_port)
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,

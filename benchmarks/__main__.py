@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -21,12 +20,6 @@ from typing import Any, Callable
 from helpers.paths import BUILD_DIR, PROJECT_ROOT
 
 REAL_FILE = Path(os.environ.get("RETAIL_REAL_DATA", PROJECT_ROOT.parent / "shared/data/ecommerce/data.csv"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -53,14 +46,14 @@ def bench_localcloud() -> dict[str, Any]:
     os.environ["RETAIL_LOCALCLOUD_HOME"] = tempfile.mkdtemp(prefix="bench-localcloud-")
     starts, stops = [], []
     for _ in range(3):
-        port = _free_port()
+        port = lifecycle.free_port()
         started = time.perf_counter()
         endpoint = lifecycle.up(port)
         starts.append(time.perf_counter() - started)
         started = time.perf_counter()
         lifecycle.down(port)
         stops.append(time.perf_counter() - started)
-    port = _free_port()
+    port = lifecycle.free_port()
     endpoint = lifecycle.up(port)
     try:
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")

@@ -105,6 +105,13 @@ def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
     return True
 
 
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A port nothing listens on now (for tests and benchmarks that need their own local cloud)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 @contextlib.contextmanager
 def _port_lock(port: int) -> Iterator[None]:
     directory = state_dir(port)

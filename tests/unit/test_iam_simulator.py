@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -315,15 +314,9 @@ class TestRouting:
 # Through a real local cloud
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
+    port = lifecycle.free_port()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path_factory.mktemp("localcloud")))
         try:

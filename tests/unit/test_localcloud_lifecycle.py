@@ -22,12 +22,6 @@ from helpers.localcloud import lifecycle
 CLI = [sys.executable, "-m", "helpers.localcloud"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
 
@@ -39,7 +33,7 @@ def process_exists(pid: int) -> bool:
 @pytest.fixture
 def port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path / "home"))
-    chosen = free_port()
+    chosen = lifecycle.free_port()
     yield chosen
     lifecycle.down(chosen)
 
