@@ -10,28 +10,86 @@ Executors read moto's backends in-process (`cloud.backend(...)`) rather than cop
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Literal, Protocol
 
 from werkzeug.wrappers import Request
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-# Modules that define `make_executor()`; each later executor adds its module here.
-EXECUTOR_MODULES: tuple[str, ...] = ("helpers.localcloud.iam_simulator",)
+# Modules that define `make_executor()`, started in this order (and stopped in reverse). The Lambda
+# runtime ("lambda-runtime", implementing `Invoker`) is not written yet: until it is, executors that
+# would invoke a function log the delivery as failed (see README.md).
+EXECUTOR_MODULES: tuple[str, ...] = (
+    "helpers.localcloud.iam_simulator",
+    "helpers.localcloud.event_sources",
+    "helpers.localcloud.notifications",
+    "helpers.localcloud.scheduler",
+    "helpers.localcloud.apigateway",
+)
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+InvocationType = Literal["RequestResponse", "Event", "DryRun"]
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """What an invocation returned, in the words of the Lambda Invoke API."""
+
+    status_code: int  # 200 RequestResponse, 202 Event, 204 DryRun
+    payload: bytes  # the handler's JSON result, or AWS's error object {"errorMessage", "errorType", ...}
+    function_error: str | None = None  # None, or "Unhandled" when the function failed
+    log_result: str | None = None  # base64 of the last 4 KB of the log when LogType=Tail
+    executed_version: str = "$LATEST"
+    request_id: str = ""
+
+
+class LambdaInvokeError(Exception):
+    """The invocation was refused before the function ran (AWS's error code and HTTP status)."""
+
+    def __init__(self, code: str, message: str, status: int):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+class Invoker(Protocol):
+    """What other executors use to run a function (the Lambda runtime implements it)."""
+
+    def invoke(
+        self,
+        function: str,  # name, partial or full ARN (a qualifier may be embedded: name:alias)
+        payload: bytes,
+        *,
+        qualifier: str | None = None,
+        invocation_type: InvocationType = "RequestResponse",
+        log_type: Literal["None", "Tail"] = "None",
+        client_context: str | None = None,
+        account_id: str = DEFAULT_ACCOUNT,
+        region: str = DEFAULT_REGION,
+    ) -> InvokeResult: ...
 
 
 @dataclass(frozen=True)
 class CloudContext:
-    """What an executor knows about the local cloud it runs in."""
+    """What an executor knows about the local cloud it runs in, and how it finds the others."""
 
     endpoint: str
     port: int
     state_dir: Path
+    executors: dict[str, Any] = field(default_factory=dict, compare=False)  # name -> started executor
+
+    def executor(self, name: str) -> Any:
+        """Another executor by name (e.g. "lambda-runtime"); KeyError if it is not loaded."""
+        return self.executors[name]
+
+    def invoker(self) -> Invoker:
+        return self.executors["lambda-runtime"]
 
     @staticmethod
-    def backend(service: str, account_id: str = "123456789012", region: str = "us-east-1") -> Any:
+    def backend(service: str, account_id: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> Any:
         """moto's in-process backend for a service (global services use region 'global' / 'aws')."""
         from moto.backends import get_backend
 
@@ -48,6 +106,15 @@ class Executor(Protocol):
     def route(self, request: Request) -> WSGIApp | None: ...
 
 
-def load_executors(modules: Iterable[str] = EXECUTOR_MODULES) -> list[Executor]:
-    """Instantiate every registered executor (each module exposes `make_executor()`)."""
+def load_executors(modules: Iterable[str] | None = None) -> list[Executor]:
+    """Instantiate the registered executors (each module exposes `make_executor()`).
+
+    RETAIL_LOCALCLOUD_EXECUTORS="iam_simulator,lambda_runtime" starts only those (for debugging one
+    executor in isolation); by default all of them run.
+    """
+    if modules is None:
+        only = os.environ.get("RETAIL_LOCALCLOUD_EXECUTORS")
+        modules = EXECUTOR_MODULES if only is None else tuple(
+            f"helpers.localcloud.{name.strip()}" for name in only.split(",") if name.strip()
+        )
     return [importlib.import_module(name).make_executor() for name in modules]

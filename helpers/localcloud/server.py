@@ -67,8 +67,10 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_app = DomainDispatcherApplication(create_backend_app)
-    context = CloudContext(endpoint=endpoint_for(port, host), port=port, state_dir=state_dir)
-    return LocalCloudApp(moto_app, load_executors(), context)
+    executors = load_executors()
+    context = CloudContext(endpoint=endpoint_for(port, host), port=port, state_dir=state_dir,
+                           executors={executor.name: executor for executor in executors})
+    return LocalCloudApp(moto_app, executors, context)
 
 
 def serve(host: str, port: int, state_dir: Path) -> int:
