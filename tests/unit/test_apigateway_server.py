@@ -22,19 +22,9 @@ needs_runtime = pytest.mark.skipif(not HAS_RUNTIME, reason="helpers/localcloud/l
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = lifecycle.free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path_factory.mktemp("localcloud")))
-        if not HAS_RUNTIME:
-            patch.setenv("RETAIL_LOCALCLOUD_EXECUTORS", "apigateway")
-        try:
-            url = lifecycle.up(port=port)
-        except lifecycle.LocalCloudError as error:
-            pytest.fail(f"the local cloud did not start: {error}")
-        try:
-            yield url
-        finally:
-            lifecycle.down(port)
+    env = {} if HAS_RUNTIME else {"RETAIL_LOCALCLOUD_EXECUTORS": "apigateway"}
+    with lifecycle.running(tmp_path_factory.mktemp("localcloud"), env) as url:
+        yield url
 
 
 def client(endpoint: str, service: str) -> Any:

@@ -316,17 +316,8 @@ class TestRouting:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = lifecycle.free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path_factory.mktemp("localcloud")))
-        try:
-            url = lifecycle.up(port=port)
-        except lifecycle.LocalCloudError as error:
-            pytest.fail(f"the local cloud did not start: {error}")
-        try:
-            yield url
-        finally:
-            lifecycle.down(port)
+    with lifecycle.running(tmp_path_factory.mktemp("localcloud")) as url:
+        yield url
 
 
 def client(endpoint: str, service: str, **config: Any) -> Any:

@@ -156,18 +156,8 @@ def test_scheduled_event_shape():
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = lifecycle.free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path_factory.mktemp("localcloud")))
-        patch.setenv("RETAIL_LOCALCLOUD_SCHEDULER_TICK", "0.1")
-        try:
-            url = lifecycle.up(port=port)
-        except lifecycle.LocalCloudError as error:
-            pytest.fail(f"the local cloud did not start: {error}")
-        try:
-            yield url
-        finally:
-            lifecycle.down(port)
+    with lifecycle.running(tmp_path_factory.mktemp("localcloud"), {"RETAIL_LOCALCLOUD_SCHEDULER_TICK": "0.1"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
