@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any, Callable
 
 import pytest
 
@@ -44,5 +45,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def endpoint() -> str:
-    """The session's local cloud endpoint."""
+    """The session's local cloud endpoint (a test module may override it with a private cloud)."""
     return os.environ["AWS_ENDPOINT_URL"]
+
+
+@pytest.fixture(scope="module")
+def aws(endpoint: str) -> Callable[[str], Any]:
+    """`aws("s3")`: a boto3 client for the `endpoint` in scope, with fake credentials."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    return client
