@@ -20,9 +20,9 @@ from werkzeug.wrappers import Request
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Modules that define `make_executor()`, started in this order (and stopped in reverse). The Lambda
-# runtime ("lambda-runtime", implementing `Invoker`) is not written yet: until it is, executors that
-# would invoke a function log the delivery as failed (see README.md).
+# runtime ("lambda-runtime", implementing `Invoker`) comes first: the others run functions through it.
 EXECUTOR_MODULES: tuple[str, ...] = (
+    "helpers.localcloud.lambda_runtime",
     "helpers.localcloud.iam_simulator",
     "helpers.localcloud.event_sources",
     "helpers.localcloud.notifications",

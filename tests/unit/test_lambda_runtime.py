@@ -1,0 +1,374 @@
+"""The local Lambda runtime against the session's local cloud: functions deployed with plain boto3
+calls run from their deployed zip with AWS's environment, errors, logs, async semantics and limits."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+import uuid
+import zipfile
+from typing import Any, Callable
+
+import pytest
+
+from helpers.localcloud.lambda_runtime import split_function
+
+PROBE = '''
+import os, sys, time
+import boto3
+
+CALLS = 0
+s3 = boto3.client("s3")
+print("init output")
+
+
+def handler(event, context):
+    global CALLS
+    CALLS += 1
+    print("event", event)
+    action = event.get("do")
+    if action == "raise":
+        raise ValueError("boom")
+    if action == "sleep":
+        time.sleep(event["seconds"])
+    if action == "exit":
+        sys.exit(3)
+    if action == "garbage":
+        return object()
+    if action == "big":
+        return "x" * (7 * 1024 * 1024)
+    return {
+        "calls": CALLS, "pid": os.getpid(), "path0": sys.path[0],
+        "context": {"function_name": context.function_name, "function_version": context.function_version,
+                    "invoked_function_arn": context.invoked_function_arn, "memory_limit_in_mb": context.memory_limit_in_mb,
+                    "aws_request_id": context.aws_request_id, "log_group_name": context.log_group_name,
+                    "remaining": context.get_remaining_time_in_millis()},
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LAMBDA_", "_HANDLER", "GREETING"))},
+        "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"]],
+        "version": VERSION,
+    }
+
+VERSION = "v1"
+'''
+
+
+def bundle(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def role(aws: Callable[[str], Any]) -> str:
+    name = f"runtime-test-{uuid.uuid4().hex[:8]}"
+    return aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))["Role"]["Arn"]
+
+
+@pytest.fixture(scope="module")
+def deploy(aws: Callable[[str], Any], role: str) -> Callable[..., str]:
+    """deploy(source or {file: text}, **create_function kwargs) -> a new function's name."""
+
+    def create(source: str | dict[str, str] = PROBE, **kwargs: Any) -> str:
+        name = kwargs.pop("FunctionName", f"fn-{uuid.uuid4().hex[:10]}")
+        files = {"app.py": source} if isinstance(source, str) else source
+        code = kwargs.pop("Code", {"ZipFile": bundle(files)})
+        aws("lambda").create_function(FunctionName=name, Runtime="python3.11", Role=role,
+                                      Handler=kwargs.pop("Handler", "app.handler"), Code=code, **kwargs)
+        return name
+    return create
+
+
+def call(aws: Callable[[str], Any], name: str, event: Any = None, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    response = aws("lambda").invoke(FunctionName=name, Payload=json.dumps(event or {}), **kwargs)
+    body = response["Payload"].read()
+    return response, json.loads(body) if body else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Names
+
+
+@pytest.mark.parametrize("function, expected", [
+    ("fn", ("fn", None, "111111111111", "eu-west-1")),
+    ("fn:live", ("fn", "live", "111111111111", "eu-west-1")),
+    ("222222222222:function:fn", ("fn", None, "222222222222", "eu-west-1")),
+    ("arn:aws:lambda:us-east-2:333333333333:function:fn:7", ("fn", "7", "333333333333", "us-east-2")),
+    ("arn%3Aaws%3Alambda%3Aus-east-2%3A333333333333%3Afunction%3Afn", ("fn", None, "333333333333", "us-east-2")),
+])
+def test_function_names_arns_and_qualifiers_are_understood(function: str, expected: tuple[Any, ...]) -> None:
+    assert split_function(function, None, "111111111111", "eu-west-1") == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the deployed bundle
+
+
+def test_a_function_runs_from_its_deployed_zip_with_the_aws_environment_and_context(aws: Any, deploy: Any, endpoint: str) -> None:
+    aws("s3").create_bucket(Bucket="runtime-test-visible")
+    name = deploy(Environment={"Variables": {"GREETING": "hi"}}, MemorySize=256, Timeout=7)
+    response, body = call(aws, name)
+    assert response["StatusCode"] == 200 and "FunctionError" not in response
+    assert response["ExecutedVersion"] == "$LATEST"
+    env = body["env"]
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == name and env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256" and env["GREETING"] == "hi"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/aws/lambda/{name}" and env["_HANDLER"] == "app.handler"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11" and env["AWS_ENDPOINT_URL"] == endpoint
+    assert body["path0"] == env["LAMBDA_TASK_ROOT"] and "/lambda/code/" in body["path0"]  # the zip, not the source tree
+    context = body["context"]
+    assert context["function_name"] == name and context["memory_limit_in_mb"] == "256"
+    assert context["invoked_function_arn"] == f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+    assert 6000 < context["remaining"] <= 7000
+    assert context["aws_request_id"] == response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert "runtime-test-visible" in body["buckets"]  # an unmodified boto3 client reached the local cloud
+
+
+def test_module_globals_survive_between_invocations_and_an_update_starts_fresh_workers(aws: Any, deploy: Any) -> None:
+    name = deploy()
+    first, second = call(aws, name)[1], call(aws, name)[1]
+    assert (first["calls"], second["calls"]) == (1, 2) and first["pid"] == second["pid"]
+
+    aws("lambda").update_function_configuration(FunctionName=name, Environment={"Variables": {"GREETING": "new"}})
+    after_config = call(aws, name)[1]
+    assert after_config["calls"] == 1 and after_config["pid"] != first["pid"] and after_config["env"]["GREETING"] == "new"
+
+    aws("lambda").update_function_code(FunctionName=name, ZipFile=bundle({"app.py": PROBE.replace('VERSION = "v1"', 'VERSION = "v2"')}))
+    after_code = call(aws, name)[1]
+    assert after_code["version"] == "v2" and after_code["calls"] == 1 and after_code["pid"] != after_config["pid"]
+
+
+def test_code_from_s3_and_a_layer_resolve_like_a_deployment_package(aws: Any, deploy: Any) -> None:
+    aws("s3").create_bucket(Bucket="runtime-test-code")
+    source = "import shared_lib\n\ndef handler(event, context):\n    return shared_lib.answer()\n"
+    aws("s3").put_object(Bucket="runtime-test-code", Key="fn.zip", Body=bundle({"app.py": source}))
+    layer = aws("lambda").publish_layer_version(
+        LayerName="shared", Content={"ZipFile": bundle({"python/shared_lib.py": "def answer():\n    return 42\n"})},
+        CompatibleRuntimes=["python3.11"])["LayerVersionArn"]
+    without_layer = deploy(Code={"S3Bucket": "runtime-test-code", "S3Key": "fn.zip"})
+    response, body = call(aws, without_layer)
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ImportModuleError"
+    assert body["errorMessage"] == "Unable to import module 'app': No module named 'shared_lib'"
+    with_layer = deploy(Code={"S3Bucket": "runtime-test-code", "S3Key": "fn.zip"}, Layers=[layer])
+    assert call(aws, with_layer)[1] == 42
+
+
+def test_only_what_the_aws_runtime_provides_is_importable(aws: Any, deploy: Any) -> None:
+    name = deploy("import pandas\n\ndef handler(event, context):\n    return 1\n")
+    response, body = call(aws, name)
+    assert body["errorType"] == "Runtime.ImportModuleError" and "No module named 'pandas'" in body["errorMessage"]
+    helpers = deploy("import helpers\n\ndef handler(event, context):\n    return 1\n")
+    assert call(aws, helpers)[1]["errorType"] == "Runtime.ImportModuleError"
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors as AWS words them; the worker is replaced and the local cloud stays up
+
+
+def test_a_raised_exception_answers_aws_error_shape(aws: Any, deploy: Any) -> None:
+    name = deploy()
+    response, body = call(aws, name, {"do": "raise"})
+    assert response["StatusCode"] == 200 and response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "boom"
+    assert body["requestId"] == response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert 'raise ValueError("boom")' in body["stackTrace"][0] and "lambda_worker" not in "".join(body["stackTrace"])
+
+
+def test_a_timeout_is_reported_as_aws_does_and_the_worker_is_replaced(aws: Any, deploy: Any) -> None:
+    name = deploy(Timeout=1)
+    pid = call(aws, name)[1]["pid"]
+    started = time.monotonic()
+    response, body = call(aws, name, {"do": "sleep", "seconds": 5})
+    assert time.monotonic() - started < 3
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+    assert body["errorMessage"].endswith("Task timed out after 1.00 seconds")
+    again = call(aws, name)[1]
+    assert again["pid"] != pid and again["calls"] == 1
+
+
+@pytest.mark.parametrize("event, error_type, message", [
+    ({"do": "exit"}, "Runtime.ExitError", "Runtime exited with error: exit status 3"),
+    ({"do": "garbage"}, "Runtime.MarshalError", "Unable to marshal response: Object of type object is not JSON serializable"),
+    ({"do": "big"}, "Function.ResponseSizeTooLarge", "exceeded maximum allowed payload size (6291456 bytes)"),
+])
+def test_exits_garbage_and_oversized_results_answer_aws_errors(aws: Any, deploy: Any, event: dict[str, Any],
+                                                              error_type: str, message: str) -> None:
+    name = deploy()
+    response, body = call(aws, name, event)
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == error_type and message in body["errorMessage"]
+    assert call(aws, name)[1]["calls"] >= 1  # the function still answers
+
+
+def test_broken_handlers_answer_import_and_handler_errors(aws: Any, deploy: Any) -> None:
+    missing = deploy(Handler="app.nothing_here")
+    body = call(aws, missing)[1]
+    assert body["errorType"] == "Runtime.HandlerNotFound" and body["errorMessage"] == "Handler 'nothing_here' missing on module 'app'"
+    syntax = deploy("def handler(event, context)\n    return 1\n")
+    assert call(aws, syntax)[1]["errorType"] == "Runtime.ImportModuleError"
+    exits_at_import = deploy("import sys\nsys.exit(2)\n")
+    response, body = call(aws, exits_at_import)
+    assert response["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.ExitError"
+
+
+def test_invocation_is_refused_as_aws_refuses_it(aws: Any, deploy: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    client = aws("lambda")
+    with pytest.raises(client.exceptions.ResourceNotFoundException, match="Function not found"):
+        client.invoke(FunctionName="no-such-function", Payload=b"{}")
+    name = deploy()
+    with pytest.raises(client.exceptions.InvalidRequestContentException, match="Could not parse request body into json"):
+        client.invoke(FunctionName=name, Payload=b"{not json")
+    with pytest.raises(ClientError) as too_large:
+        client.invoke(FunctionName=name, Payload=json.dumps({"x": "y" * (6 * 1024 * 1024)}).encode())
+    assert too_large.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert client.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+    assert call(aws, name)[1]["calls"] == 1  # DryRun ran nothing
+
+
+def test_reserved_concurrency_throttles_with_429(aws: Any, deploy: Any, endpoint: str) -> None:
+    import boto3
+    from botocore.config import Config
+
+    # botocore retries throttles by itself: without retries the 429 itself is seen.
+    client = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+    zero = deploy()
+    client.put_function_concurrency(FunctionName=zero, ReservedConcurrentExecutions=0)
+    with pytest.raises(client.exceptions.TooManyRequestsException):
+        client.invoke(FunctionName=zero, Payload=b"{}")
+
+    one = deploy(Timeout=10)
+    client.put_function_concurrency(FunctionName=one, ReservedConcurrentExecutions=1)
+    call(aws, one)  # warm
+    slow = threading.Thread(target=call, args=(aws, one, {"do": "sleep", "seconds": 1.5}))
+    slow.start()
+    time.sleep(0.5)
+    try:
+        with pytest.raises(client.exceptions.TooManyRequestsException):
+            client.invoke(FunctionName=one, Payload=b"{}")
+    finally:
+        slow.join()
+    assert call(aws, one)[0]["StatusCode"] == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# Versions and aliases
+
+
+def test_published_versions_and_aliases_run_their_own_code(aws: Any, deploy: Any) -> None:
+    client = aws("lambda")
+    name = deploy()
+    version = client.publish_version(FunctionName=name)["Version"]
+    client.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    client.update_function_code(FunctionName=name, ZipFile=bundle({"app.py": PROBE.replace('VERSION = "v1"', 'VERSION = "v2"')}))
+    latest = call(aws, name)
+    pinned = call(aws, name, Qualifier=version)
+    alias = call(aws, f"{name}:live")
+    assert latest[1]["version"] == "v2" and latest[0]["ExecutedVersion"] == "$LATEST"
+    assert pinned[1]["version"] == "v1" and pinned[0]["ExecutedVersion"] == version
+    assert alias[1]["version"] == "v1" and alias[0]["ExecutedVersion"] == version
+    assert pinned[1]["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == version
+
+
+# --------------------------------------------------------------------------------------------------
+# Logs
+
+
+def test_output_and_start_end_report_lines_reach_cloudwatch_logs(aws: Any, deploy: Any) -> None:
+    name = deploy()
+    response, _ = call(aws, name, {"hello": "logs"}, LogType="Tail")
+    request_id = response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert f"START RequestId: {request_id} Version: $LATEST" in tail and "event {'hello': 'logs'}" in tail
+    assert f"END RequestId: {request_id}" in tail and "Init Duration:" in tail and "Memory Size: 128 MB" in tail
+    events = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+    messages = [e["message"] for e in events]
+    assert messages[0] == "init output" and messages[1].startswith("START RequestId:")
+    assert messages[-1].startswith(f"REPORT RequestId: {request_id}\tDuration: ")
+    call(aws, name, {"do": "raise"})
+    messages = [e["message"] for e in aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]]
+    assert any(m.startswith("[ERROR] ValueError: boom") for m in messages)
+    assert sum("Init Duration" in m for m in messages) == 1  # only the cold start reports it
+
+
+# --------------------------------------------------------------------------------------------------
+# Asynchronous invocation
+
+
+def _queue(aws: Any) -> tuple[str, str]:
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"dest-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _receive(aws: Any, url: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < count and time.monotonic() < deadline:
+        got = aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages += [json.loads(m["Body"]) for m in got]
+    return messages
+
+
+def test_async_invocations_retry_twice_then_reach_the_on_failure_destination(aws: Any, deploy: Any) -> None:
+    counter_queue, _ = _queue(aws)
+    failures, failure_arn = _queue(aws)
+    successes, success_arn = _queue(aws)
+    source = f'''
+import json
+import boto3
+sqs = boto3.client("sqs")
+
+def handler(event, context):
+    sqs.send_message(QueueUrl="{counter_queue}", MessageBody=json.dumps(context.aws_request_id))
+    if event.get("fail"):
+        raise RuntimeError("always fails")
+    return {{"ok": event["n"]}}
+'''
+    name = deploy(source)
+    aws("lambda").put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=2,
+        DestinationConfig={"OnFailure": {"Destination": failure_arn}, "OnSuccess": {"Destination": success_arn}})
+    accepted = aws("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"fail": True, "n": 1}))
+    assert accepted["StatusCode"] == 202 and accepted["Payload"].read() == b""
+    aws("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"n": 2}))
+
+    [failure] = _receive(aws, failures, 1)
+    assert failure["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 3
+    assert failure["requestContext"]["functionArn"].endswith(f"function:{name}:$LATEST")
+    assert failure["requestPayload"] == {"fail": True, "n": 1}
+    assert failure["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+    assert failure["responsePayload"]["errorMessage"] == "always fails"
+    [success] = _receive(aws, successes, 1)
+    assert success["requestContext"]["condition"] == "Success" and success["responsePayload"] == {"ok": 2}
+    attempts = _receive(aws, counter_queue, 4)
+    assert len(attempts) == 4 and len(set(attempts)) == 2  # 3 tries of one request id + 1 of the other
+
+
+def test_the_legacy_invoke_async_api_queues_an_event(aws: Any, deploy: Any) -> None:
+    queue_url, _ = _queue(aws)
+    name = deploy(f'import boto3\n\ndef handler(event, context):\n    boto3.client("sqs").send_message(QueueUrl="{queue_url}", MessageBody=\'"ran"\')\n')
+    assert aws("lambda").invoke_async(FunctionName=name, InvokeArgs=b"{}")["Status"] == 202
+    assert _receive(aws, queue_url, 1) == ["ran"]
+
+
+def test_many_concurrent_callers_all_get_their_own_answer(aws: Any, deploy: Any) -> None:
+    name = deploy("import time\n\ndef handler(event, context):\n    time.sleep(0.05)\n    return event['i']\n")
+    results: dict[int, Any] = {}
+
+    def one(i: int) -> None:
+        results[i] = call(aws, name, {"i": i})[1]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: i for i in range(24)}
