@@ -1,7 +1,8 @@
-"""`python -m helpers.localcloud up|down|status [--port N]`: the local cloud's lifecycle.
+"""`python -m helpers.localcloud up|down|status|reset [--port N]`: the local cloud's lifecycle.
 
 `up` prints the endpoint URL as its last line; `status` prints it or exits 1; `down` stops the
-process and every worker it started.
+process and every worker it started, keeping its state for the next `up` (`down --wipe` or `reset`
+forgets everything: an empty AWS account next time).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from helpers.localcloud.lifecycle import DEFAULT_PORT, LocalCloudError, down, lo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.localcloud", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "reset"))
+    parser.add_argument("--wipe", action="store_true", help="down: also delete the saved state")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     args = parser.parse_args(argv)
 
@@ -35,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"localcloud: already running (pid {already.pid})", file=sys.stderr)
         print(endpoint)
         return 0
-    if args.command == "down":
-        stopped = down(args.port)
-        print(f"localcloud: {'stopped' if stopped else 'was not running'} on port {args.port}")
+    if args.command in ("down", "reset"):
+        wipe = args.wipe or args.command == "reset"
+        stopped = down(args.port, wipe=wipe)
+        print(f"localcloud: {'stopped' if stopped else 'was not running'} on port {args.port}"
+              + ("; state wiped" if wipe else "; state kept for the next up"))
         return 0
     running = status(args.port)
     if running is None:

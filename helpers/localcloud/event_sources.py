@@ -461,6 +461,11 @@ class KinesisSource:
             return low - 1
         return shard.get_min_sequence_number() - 1
 
+    def last_position(self, shard_id: str) -> int:
+        """The sequence number of the newest record (0 when the shard is empty)."""
+        shard = self._shard(shard_id)
+        return shard.get_max_sequence_number() if shard is not None and shard.records else 0
+
     def read(self, shard_id: str, after: int, limit: int) -> list[SourceRecord]:
         shard = self._shard(shard_id)
         if shard is None:
@@ -530,6 +535,10 @@ class DynamoDBStreamSource:
         if self.config.starting_position == "LATEST":
             return start + len(shard.items)
         return start
+
+    def last_position(self, shard_id: str) -> int:
+        shard = self._shard()
+        return 0 if shard is None else shard.starting_sequence_number - 1 + len(shard.items)
 
     def read(self, shard_id: str, after: int, limit: int) -> list[SourceRecord]:
         shard = self._shard()
@@ -610,6 +619,13 @@ class StreamPoller:
         if position is None:
             position = self.source.initial_position(shard_id)
             self.checkpoints.set(shard_id, position)  # LATEST / AT_TIMESTAMP survive a restart
+        elif position > (last := self.source.last_position(shard_id)):
+            # The stream came back from a snapshot older than the checkpoint (the local cloud crashed):
+            # new records will reuse those sequence numbers, so resume at the restored end, not beyond.
+            log.warning("mapping %s, shard %s: checkpoint %s is past the stream's end %s; resuming there",
+                        self.config.uuid, shard_id, position, last)
+            position = last
+            self.checkpoints.set(shard_id, position)
         pool = ThreadPoolExecutor(max_workers=max(self.config.parallelization, 1))
         try:
             while not self.stopping.is_set():

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -222,7 +223,7 @@ def running(home: Path | str, env: dict[str, str] | None = None) -> Iterator[str
         yield up(port)
     finally:
         try:
-            down(port)
+            down(port, wipe=True)
         finally:
             for name, value in saved.items():
                 if value is None:
@@ -231,8 +232,11 @@ def running(home: Path | str, env: dict[str, str] | None = None) -> Iterator[str
                     os.environ[name] = value
 
 
-def down(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> bool:
-    """Stop the local cloud on `port` and every process it started. True if something was stopped."""
+def down(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, wipe: bool = False) -> bool:
+    """Stop the local cloud on `port` and every process it started. True if something was stopped.
+
+    Its state (moto's snapshot, checkpoints, extracted code) is kept for the next `up` unless `wipe`.
+    """
     with _port_lock(port):
         running = health(port, host)
         pid = running.pid if running is not None else _read_pid(port)
@@ -241,6 +245,10 @@ def down(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> bool:
             _terminate_group(pid)
             stopped = True
         pidfile(port).unlink(missing_ok=True)
+        if wipe:
+            for entry in state_dir(port).iterdir() if state_dir(port).exists() else ():
+                if entry.name not in ("lock", "server.log"):
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         return stopped
 
 

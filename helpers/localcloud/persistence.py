@@ -1,0 +1,159 @@
+"""State that survives a restart: moto's backends are snapshotted to the state folder and restored.
+
+moto keeps everything in memory, so a restarted local cloud would come back empty and event source
+mappings would have nothing to resume. This executor (started first, stopped last) restores the last
+snapshot before the others start, snapshots on a clean stop, and every few seconds while requests
+change state, so a crash loses at most the last interval (the mappings' checkpoints are saved on their
+own, so a resumed mapping re-delivers rather than skips: at-least-once, like AWS).
+`python -m helpers.localcloud down --wipe` (or `reset`) deletes the snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import copyreg
+import io
+import logging
+import os
+import pickle
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Request
+
+from helpers.localcloud.executors import CloudContext, WSGIApp
+
+log = logging.getLogger("localcloud.persistence")
+
+SNAPSHOT_FILE = "moto-state.pickle"
+# The services the workbook uses (a service never called has no state to keep).
+SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs",
+            "events", "apigateway", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm")
+INTERVAL_S = float(os.environ.get("RETAIL_LOCALCLOUD_SNAPSHOT_S", "10"))
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Query", "Scan", "Receive", "BatchGet", "Simulate")
+
+
+def _defaultdict(mapping: collections.defaultdict) -> tuple[Any, tuple[Any, dict[Any, Any]]]:
+    """moto builds some with `lambda: {}`: rebuild those with the equivalent plain type."""
+    factory = mapping.default_factory
+    if factory is not None and getattr(factory, "__name__", "") == "<lambda>":
+        factory = type(factory())
+    return collections.defaultdict, (factory, dict(mapping))
+
+
+def _weak_values(mapping: weakref.WeakValueDictionary) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return weakref.WeakValueDictionary, (dict(mapping.items()),)
+
+
+def _pickler(stream: io.BufferedWriter) -> pickle.Pickler:
+    """A pickler that recreates locks fresh and keeps weak-value maps (moto holds a few of each)."""
+    pickler = pickle.Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL)
+    table = copyreg.dispatch_table.copy()
+    table[type(threading.Lock())] = lambda lock: (threading.Lock, ())
+    table[type(threading.RLock())] = lambda lock: (threading.RLock, ())
+    table[threading.Condition] = lambda condition: (threading.Condition, ())
+    table[threading.Event] = lambda event: (threading.Event, ())
+    table[weakref.WeakValueDictionary] = _weak_values
+    table[collections.defaultdict] = _defaultdict
+    pickler.dispatch_table = table  # type: ignore[attr-defined]
+    return pickler
+
+
+def _backends() -> dict[str, Any]:
+    from moto.backends import get_backend
+
+    return {service: get_backend(service) for service in SERVICES}  # type: ignore[call-overload]
+
+
+def save(path: Path) -> float:
+    """Write every used service's state atomically; returns the seconds it took."""
+    started = time.perf_counter()
+    state = {service: dict(backend) for service, backend in _backends().items() if len(backend)}
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as stream:
+        _pickler(stream).dump(state)
+    temporary.replace(path)
+    return time.perf_counter() - started
+
+
+def load(path: Path) -> list[str]:
+    """Put a snapshot's state back into moto's backends; returns the services restored."""
+    if not path.exists():
+        return []
+    with path.open("rb") as stream:
+        state = pickle.load(stream)
+    backends = _backends()
+    for service, accounts in state.items():
+        backends[service].clear()
+        backends[service].update(accounts)
+    return sorted(state)
+
+
+class Persistence:
+    """Executor "persistence": restore at start, snapshot while dirty and at stop."""
+
+    name = "persistence"
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_cost_s = 0.0
+
+    def start(self, cloud: CloudContext) -> None:
+        self.path = cloud.state_dir / SNAPSHOT_FILE
+        try:
+            restored = load(self.path)
+            if restored:
+                log.info("restored %s from %s", ", ".join(restored), self.path)
+        except Exception:  # a snapshot from another moto version must not keep the cloud down
+            log.exception("cannot restore %s: starting empty (the file is kept as .broken)", self.path)
+            self.path.replace(self.path.with_suffix(".broken"))
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._snapshots, name="persistence", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._snapshot()
+
+    def route(self, request: Request) -> WSGIApp | None:
+        """Never claims a request; notes that one may have changed state."""
+        target = request.headers.get("X-Amz-Target", "")
+        if request.method == "GET" or request.path.startswith("/_localcloud/health"):
+            return None
+        if target and target.split(".")[-1].startswith(READ_ONLY_PREFIXES):
+            return None
+        self._dirty.set()
+        return None
+
+    def _snapshots(self) -> None:
+        while not self._stopping.wait(max(INTERVAL_S, 10 * self._last_cost_s)):
+            if self._dirty.is_set():
+                self._snapshot()
+
+    def _snapshot(self) -> None:
+        if self.path is None:
+            return
+        self._dirty.clear()
+        for _ in range(3):  # a request changing a dict mid-pickle: try again
+            try:
+                self._last_cost_s = save(self.path)
+                return
+            except RuntimeError:
+                time.sleep(0.1)
+            except Exception:
+                log.exception("snapshot failed")
+                return
+        self._dirty.set()
+
+
+def make_executor() -> Persistence:
+    return Persistence()

@@ -1,0 +1,144 @@
+"""A restarted local cloud keeps its state, and an event source mapping resumes where it stopped:
+nothing skipped (at-least-once), after a clean stop and after a crash (SIGKILL)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+
+from helpers.localcloud import lifecycle, persistence
+
+HANDLER = '''
+import base64, boto3, os
+sqs = boto3.client("sqs")
+
+def handler(event, context):
+    for record in event["Records"]:
+        sqs.send_message(QueueUrl=os.environ["SEEN"], MessageBody=base64.b64decode(record["kinesis"]["data"]).decode())
+'''
+
+
+@pytest.fixture()
+def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Any]]:
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path))
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_SNAPSHOT_S", "0.5")
+    port = lifecycle.free_port()
+    endpoint = lifecycle.up(port)
+
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        yield port, client
+    finally:
+        lifecycle.down(port, wipe=True)
+
+
+def _bundle() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", HANDLER)
+    return buffer.getvalue()
+
+
+def _seen(client: Any, url: str, expected: set[str], timeout: float = 30.0) -> list[str]:
+    """Every message body until all of `expected` arrived (or the timeout)."""
+    bodies: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not expected <= set(bodies) and time.monotonic() < deadline:
+        for message in client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            bodies.append(message["Body"])
+            client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def _pipeline(client: Any) -> str:
+    client("kinesis").create_stream(StreamName="orders", ShardCount=1)
+    url = client("sqs").create_queue(QueueName="seen")["QueueUrl"]
+    role = client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    client("lambda").create_function(FunctionName="consumer", Runtime="python3.11", Role=role, Handler="app.handler",
+                                     Code={"ZipFile": _bundle()}, Environment={"Variables": {"SEEN": url}})
+    stream_arn = client("kinesis").describe_stream(StreamName="orders")["StreamDescription"]["StreamARN"]
+    client("lambda").create_event_source_mapping(FunctionName="consumer", EventSourceArn=stream_arn,
+                                                 StartingPosition="TRIM_HORIZON", BatchSize=10)
+    return url
+
+
+def _put(client: Any, values: range) -> None:
+    for value in values:
+        client("kinesis").put_record(StreamName="orders", Data=str(value).encode(), PartitionKey="k")
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["clean-stop", "crash"])
+def test_state_and_mappings_survive_a_restart_without_skipping_records(cloud: tuple[int, Any], crash: bool) -> None:
+    port, client = cloud
+    url = _pipeline(client)
+    _put(client, range(0, 20))
+    assert set(_seen(client, url, {str(v) for v in range(20)})) == {str(v) for v in range(20)}
+    time.sleep(1.5)  # a snapshot interval passes (what a crash keeps)
+    if crash:
+        os.killpg(lifecycle.status(port).pid, signal.SIGKILL)
+        time.sleep(0.5)
+    else:
+        lifecycle.down(port)
+    lifecycle.up(port)
+
+    assert client("lambda").get_function(FunctionName="consumer")["Configuration"]["Handler"] == "app.handler"
+    [mapping] = client("lambda").list_event_source_mappings(FunctionName="consumer")["EventSourceMappings"]
+    assert mapping["BatchSize"] == 10
+    _put(client, range(20, 35))
+    seen = _seen(client, url, {str(v) for v in range(20, 35)})
+    assert {str(v) for v in range(20, 35)} <= set(seen)  # nothing skipped
+    assert not set(seen) - {str(v) for v in range(0, 35)}
+    if not crash:
+        seen += _seen(client, url, {"never sent"}, timeout=2.0)  # whatever else arrives meanwhile
+        assert sorted(seen, key=int) == [str(v) for v in range(20, 35)]  # a clean stop re-delivers nothing
+
+
+def test_down_wipe_forgets_everything(cloud: tuple[int, Any]) -> None:
+    port, client = cloud
+    client("s3").create_bucket(Bucket="kept-or-not")
+    lifecycle.down(port)
+    lifecycle.up(port)
+    assert [b["Name"] for b in client("s3").list_buckets()["Buckets"]] == ["kept-or-not"]
+    lifecycle.down(port, wipe=True)
+    lifecycle.up(port)
+    assert client("s3").list_buckets()["Buckets"] == []
+
+
+def test_an_unreadable_snapshot_is_set_aside_and_the_cloud_starts_empty(tmp_path: Path) -> None:
+    class Cloud:
+        state_dir = tmp_path
+
+    (tmp_path / persistence.SNAPSHOT_FILE).write_bytes(b"not a pickle")
+    executor = persistence.make_executor()
+    executor.start(Cloud())  # type: ignore[arg-type]
+    executor._stopping.set()
+    assert (tmp_path / "moto-state.broken").read_bytes() == b"not a pickle"
+
+
+def test_snapshots_are_taken_only_after_state_changing_requests() -> None:
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    executor = persistence.make_executor()
+
+    def request(method: str, target: str = "") -> Request:
+        headers = {"X-Amz-Target": target} if target else {}
+        return Request(EnvironBuilder(method=method, path="/", headers=headers).get_environ())
+
+    executor.route(request("POST", "Kinesis_20131202.DescribeStream"))
+    executor.route(request("GET"))
+    assert not executor._dirty.is_set()
+    executor.route(request("POST", "Kinesis_20131202.PutRecord"))
+    assert executor._dirty.is_set()
