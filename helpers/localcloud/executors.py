@@ -20,14 +20,17 @@ from werkzeug.wrappers import Request
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Modules that define `make_executor()`, started in this order (and stopped in reverse). The Lambda
-# runtime ("lambda-runtime", implementing `Invoker`) comes first: the others run functions through it.
+# runtime ("lambda-runtime", implementing `Invoker`) comes early: the others run functions through it.
+# Persistence comes first so moto's state is restored before anyone reads it, and saved after all stop.
 EXECUTOR_MODULES: tuple[str, ...] = (
+    "helpers.localcloud.persistence",
     "helpers.localcloud.lambda_runtime",
     "helpers.localcloud.iam_simulator",
     "helpers.localcloud.event_sources",
     "helpers.localcloud.notifications",
     "helpers.localcloud.scheduler",
     "helpers.localcloud.apigateway",
+    "helpers.localcloud.firehose",
 )
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"

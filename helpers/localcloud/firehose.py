@@ -1,0 +1,509 @@
+"""Kinesis Data Firehose delivery in the local cloud (executor "firehose").
+
+moto stores delivery streams and writes each DirectPut call straight to S3 as one object, with no
+buffering, transformation or Redshift COPY. `start()` patches moto's FirehoseBackend so PutRecord /
+PutRecordBatch feed this executor's buffers instead (`stop()` restores moto), and a thread reads
+Kinesis-sourced streams from moto's Kinesis backend in-process. The delivery logic itself lives in
+`firehose_delivery.py`.
+
+AWS semantics implemented: DirectPut and KinesisStreamAsSource (from TRIM_HORIZON at creation, per-shard
+checkpoints under `state_dir/firehose/<stream>/` so an executor restart neither re-delivers nor skips;
+DirectPut on a Kinesis-sourced stream is refused with AWS's InvalidArgumentException); BufferingHints
+(flushed at SizeInMBs, or IntervalInSeconds after the first record of the buffer); Extended S3 Prefix /
+ErrorOutputPrefix with `!{timestamp:...}`, `!{firehose:error-output-type}`, `!{firehose:random-string}`,
+the default `YYYY/MM/DD/HH/` (UTC, arrival of the oldest record), AWS's object names, UNCOMPRESSED /
+GZIP (`.gz`), records concatenated as sent; Lambda data transformation (its own buffer hints,
+NumberOfRetries, the Ok / Dropped / ProcessingFailed contract, failures as JSON lines under the error
+prefix); Redshift (staging object + manifest under `manifests/`, AWS's COPY through the "warehouse"
+executor, retries for RetryOptions.DurationInSeconds, then the manifest under `errors/manifests/`; a
+journal guarantees a batch is COPYed at most once, across restarts too).
+
+Admin route (local only): `POST /_localcloud/firehose/{name}/flush?account=&region=` delivers
+everything buffered now (client: `flush(endpoint, name)`), so nobody waits for IntervalInSeconds.
+
+Local differences:
+- DirectPut records waiting in a buffer live in memory: stopping the local cloud loses them (moto's own
+  state is in memory too). Kinesis-sourced records are re-read from the checkpoint.
+- RETAIL_FIREHOSE_RETRY_S overrides every Redshift RetryOptions.DurationInSeconds (AWS default 3600);
+  RETAIL_FIREHOSE_RETRY_DELAY_S (default 1) is the pause between COPY attempts, and between S3 write
+  attempts (AWS retries S3 for 24 h).
+- Destinations other than S3 / Extended S3 / Redshift keep moto's behaviour.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from helpers.localcloud import firehose_delivery as fd
+from helpers.localcloud.event_sources import CheckpointStore
+from helpers.localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
+
+log = logging.getLogger("localcloud.firehose")
+
+TICK_S = 0.05
+RETRY_DELAY_S = float(os.environ.get("RETAIL_FIREHOSE_RETRY_DELAY_S", "1"))
+MAX_READ_PER_SHARD = 10_000
+MAX_BATCH_RECORDS = 500
+MAX_RECORD_BYTES = 1_000 * 1024
+FLUSH_ROUTE = re.compile(r"^/_localcloud/firehose/(?P<name>[\w.\-]+)/flush$")
+KINESIS_SOURCE_REFUSAL = "This operation is not permitted on KinesisStreamAsSource delivery stream type."
+
+
+class MotoS3:
+    """Writes objects through moto's S3 backend, in-process."""
+
+    def __init__(self, account_id: str):
+        self.account_id = account_id
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        from moto.s3.models import s3_backends
+
+        s3_backends[self.account_id]["aws"].put_object(bucket, key, body)
+
+
+# --------------------------------------------------------------------------------------------------
+# Kinesis source
+
+
+class KinesisReader:
+    """Reads the source stream's shards by sequence number (moto's are contiguous integers)."""
+
+    def __init__(self, config: fd.StreamConfig):
+        self.config = config
+
+    def _stream(self) -> Any:
+        from moto.kinesis.models import kinesis_backends
+
+        backend = kinesis_backends[self.config.account_id][self.config.region]
+        return next((s for s in list(backend.streams.values()) if s.arn == self.config.source_arn), None)
+
+    def shards(self) -> dict[str, Any]:
+        stream = self._stream()
+        return {} if stream is None else {s.shard_id: s for s in list(stream.shards.values())}
+
+    @staticmethod
+    def trim_horizon(shard: Any) -> int:
+        """The sequence number *before* the oldest record still in the shard."""
+        return shard.get_min_sequence_number() - 1 if shard.records else 0
+
+    def read(self, shard_id: str, shard: Any, after: int, limit: int = MAX_READ_PER_SHARD) -> list[fd.FirehoseRecord]:
+        records, out = shard.records, []
+        seq = after + 1
+        if records and seq < (first := next(iter(records), seq)):
+            seq = first
+        while len(out) < limit and (record := records.get(seq)) is not None:
+            metadata = {"shardId": shard_id, "partitionKey": record.partition_key,
+                        "approximateArrivalTimestamp": int(record.created_at * 1000),
+                        "sequenceNumber": str(record.sequence_number), "subsequenceNumber": 0}
+            out.append(fd.FirehoseRecord(self.record_id(shard_id, seq), base64.b64decode(record.data),
+                                         record.created_at, metadata))
+            seq += 1
+        return out
+
+    @staticmethod
+    def record_id(shard_id: str, seq: int) -> str:
+        """Deterministic, so a record re-read after a restart keeps its id."""
+        return f"{seq:030d}{int(shard_id.rsplit('-', 1)[-1]):012d}"
+
+
+# --------------------------------------------------------------------------------------------------
+# One delivery stream
+
+
+class Pipeline:
+    """A delivery stream's buffers (Lambda stage, destination stage), source position and journal.
+
+    `accept` and `tick` may run on different threads (API requests, the supervisor, the flush route):
+    one lock serialises them, so a buffer is delivered exactly once.
+    """
+
+    def __init__(self, config: fd.StreamConfig, state_dir: Path | None, invoker: Callable[[], Invoker | None],
+                 warehouse: Callable[[], fd.Warehouse], writer: fd.S3Writer | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config, self.invoker, self.warehouse, self.clock = config, invoker, warehouse, clock
+        self.writer = writer or MotoS3(config.account_id)
+        self.lock = threading.RLock()
+        folder = state_dir / "firehose" / f"{config.name}-{config.key}" if state_dir is not None else None
+        self.checkpoints = CheckpointStore(folder / "checkpoints.json" if folder else None)
+        self.journal = fd.DeliveryJournal(folder / "journal.json" if folder else None)
+        processor = config.processor
+        self.processing = fd.Buffer(processor.size_mb, processor.interval_s) if processor else None
+        self.outgoing = fd.Buffer(config.s3.size_mb, config.s3.interval_s)
+        self.read_upto: dict[str, int] = {}  # per shard: read into the buffers
+        self.passed: dict[str, int] = {}  # per shard: left the Lambda stage (delivered once outgoing is empty)
+        self.next_attempt: dict[str, float] = {}  # Redshift manifest -> time of its next COPY attempt
+        self.s3_retry_at = 0.0
+        self.reader = KinesisReader(config) if config.kind == "KinesisStreamAsSource" and config.source_arn else None
+
+    def refresh(self, config: fd.StreamConfig) -> None:
+        """UpdateDestination: new hints and prefixes apply from the next flush."""
+        with self.lock:
+            self.config = config
+            if self.reader is not None:
+                self.reader.config = config
+            self.outgoing.limit_bytes, self.outgoing.interval_s = config.s3.size_mb * fd.MIB, config.s3.interval_s
+            processor = config.processor
+            if processor is None and self.processing is not None:  # transformation switched off
+                waiting = self.processing.take()
+                self.processing = None
+                self.accept(waiting)
+            elif processor is not None:
+                if self.processing is None:
+                    self.processing = fd.Buffer(processor.size_mb, processor.interval_s)
+                self.processing.limit_bytes, self.processing.interval_s = processor.size_mb * fd.MIB, processor.interval_s
+
+    # input ----------------------------------------------------------------------------------------
+    def accept(self, records: list[fd.FirehoseRecord]) -> None:
+        with self.lock:
+            now = self.clock()
+            if self.processing is not None:
+                self.processing.add(records, now)
+            else:
+                self.outgoing.add(records, now)
+                self._mark_passed(records)
+
+    def poll_source(self) -> int:
+        """Read new records of every shard (TRIM_HORIZON on first sight) into the buffers."""
+        if self.reader is None:
+            return 0
+        count = 0
+        with self.lock:
+            for shard_id, shard in self.reader.shards().items():
+                if shard_id not in self.read_upto:
+                    start = self.checkpoints.get(shard_id)
+                    if start is None:
+                        start = self.reader.trim_horizon(shard)
+                        self.checkpoints.set(shard_id, start)
+                    self.read_upto[shard_id] = start
+                records = self.reader.read(shard_id, shard, self.read_upto[shard_id])
+                if records:
+                    self.read_upto[shard_id] = int(records[-1].kinesis["sequenceNumber"])  # type: ignore[index]
+                    self.accept(records)
+                    count += len(records)
+        return count
+
+    def _mark_passed(self, records: list[fd.FirehoseRecord]) -> None:
+        for record in records:
+            if record.kinesis is not None:
+                self.passed[record.kinesis["shardId"]] = int(record.kinesis["sequenceNumber"])
+
+    # delivery -------------------------------------------------------------------------------------
+    def tick(self, force: bool = False) -> dict[str, Any]:
+        """Deliver what is due (everything when `force`); returns what was written."""
+        report: dict[str, Any] = {"Records": 0, "Objects": [], "ErrorObjects": [], "Manifests": [],
+                                  "Copied": [], "ErrorManifests": [], "Errors": []}
+        with self.lock:
+            now = self.clock()
+            if self.processing is not None and (force or (self.processing.due(now) and now >= self.s3_retry_at)):
+                self._transform(self.processing.take(), report)
+            if self.outgoing.records and (force or (self.outgoing.due(now) and now >= self.s3_retry_at)):
+                self._deliver(self.outgoing.take(), now, report)
+            if not self.outgoing.records and not (self.processing and self.processing.records):
+                for shard_id, seq in self.passed.items():
+                    if (self.checkpoints.get(shard_id) or -1) < seq:
+                        self.checkpoints.set(shard_id, seq)
+            if self.config.redshift is not None:
+                self._copy_pending(now, force, report)
+        return report
+
+    def _transform(self, records: list[fd.FirehoseRecord], report: dict[str, Any]) -> None:
+        try:
+            invoker = self.invoker()
+        except KeyError:
+            invoker = None
+        result = fd.transform(self.config, invoker, records)
+        try:
+            key = fd.write_errors(self.config, self.writer, result.failed)
+        except Exception as error:  # the error output cannot be written: transform again later
+            log.warning("firehose %s: writing failed records failed, will retry: %s", self.config.name, error)
+            report["Errors"].append(str(error))
+            assert self.processing is not None
+            self.processing.put_back(records, self.clock())
+            self.s3_retry_at = self.clock() + RETRY_DELAY_S
+            return
+        if key:
+            report["ErrorObjects"].append(key)
+        self.outgoing.add(result.ok, self.clock())
+        self._mark_passed(records)
+
+    def _deliver(self, records: list[fd.FirehoseRecord], now: float, report: dict[str, Any]) -> None:
+        try:
+            if self.config.redshift is not None:
+                manifest = fd.stage_for_redshift(self.config, self.writer, records, self.journal, now)
+                report["Manifests"].append(manifest)
+                report["Objects"] += self.journal.batches[manifest]["objects"] if manifest else []
+            else:
+                report["Objects"].append(fd.write_data(self.config, self.writer, records))
+            report["Records"] += len(records)
+        except Exception as error:  # e.g. the bucket does not exist: AWS keeps retrying
+            log.warning("firehose %s: S3 delivery failed, will retry: %s", self.config.name, error)
+            report["Errors"].append(str(error))
+            self.outgoing.put_back(records, now)
+            self.s3_retry_at = now + RETRY_DELAY_S
+
+    def _copy_pending(self, now: float, force: bool, report: dict[str, Any]) -> None:
+        for manifest in self.journal.pending():
+            if not force and now < self.next_attempt.get(manifest, 0.0):
+                continue
+            outcome = fd.copy_once(self.config, self.warehouse, self.journal, manifest)
+            if outcome == "copied":
+                report["Copied"].append(manifest)
+                self.next_attempt.pop(manifest, None)
+                continue
+            if outcome == "skip":
+                continue
+            report["Errors"].append(outcome)
+            entry = self.journal.batches[manifest]
+            redshift = self.config.redshift
+            assert redshift is not None
+            if now - entry.get("first_attempt", now) >= redshift.retry_s:
+                report["ErrorManifests"].append(fd.give_up(self.config, self.writer, self.journal, manifest))
+                self.next_attempt.pop(manifest, None)
+            else:
+                log.warning("firehose %s: COPY failed, retrying: %s", self.config.name, outcome)
+                self.next_attempt[manifest] = now + RETRY_DELAY_S
+
+
+# --------------------------------------------------------------------------------------------------
+# The executor
+
+
+def _firehose_backends() -> Iterator[tuple[str, str, Any]]:
+    from moto.firehose.models import firehose_backends
+
+    for account_id, regions in list(firehose_backends.items()):
+        for region, backend in list(regions.items()):
+            yield account_id, region, backend
+
+
+def _json_response(status: int, body: Any) -> WSGIApp:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 404: "Not Found"}.get(status, "Error")
+
+    def app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return app
+
+
+class FirehoseExecutor:
+    """Keeps one Pipeline per delivery stream in moto and drives their buffers."""
+
+    name = "firehose"
+
+    def __init__(self) -> None:
+        self.cloud: CloudContext | None = None
+        self.pipelines: dict[str, Pipeline] = {}  # by delivery stream ARN
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._originals: dict[str, Any] = {}
+
+    # lifecycle ------------------------------------------------------------------------------------
+    def start(self, cloud: CloudContext) -> None:
+        if self.thread is not None:
+            return
+        self.cloud = cloud
+        self.stopping.clear()
+        self._patch_moto()
+        self.thread = threading.Thread(target=self._supervise, daemon=True, name="firehose")
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is None:
+            return
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.thread = None
+        self._restore_moto()
+        self.pipelines.clear()
+
+    def route(self, request: Any) -> WSGIApp | None:
+        match = FLUSH_ROUTE.match(request.path)
+        if not match or request.method != "POST":
+            return None
+        account = request.args.get("account", DEFAULT_ACCOUNT)
+        region = request.args.get("region", DEFAULT_REGION)
+        try:
+            report = self.flush(match.group("name"), account, region)
+        except KeyError as error:
+            return _json_response(404, {"message": str(error.args[0])})
+        return _json_response(200, report)
+
+    # moto -----------------------------------------------------------------------------------------
+    def _patch_moto(self) -> None:
+        from moto.firehose.models import FirehoseBackend
+
+        executor = self
+        self._originals = {"put_record_batch": FirehoseBackend.put_record_batch,
+                           "create_delivery_stream": FirehoseBackend.create_delivery_stream}
+        original_batch, original_create = self._originals["put_record_batch"], self._originals["create_delivery_stream"]
+
+        def put_record_batch(backend: Any, delivery_stream_name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+            return executor._put_records(backend, delivery_stream_name, records, original_batch)
+
+        def create_delivery_stream(backend: Any, *args: Any, **kwargs: Any) -> str:
+            _validate_creation(original_create, backend, args, kwargs)
+            return str(original_create(backend, *args, **kwargs))
+
+        FirehoseBackend.put_record_batch = put_record_batch  # type: ignore[method-assign]
+        FirehoseBackend.create_delivery_stream = create_delivery_stream  # type: ignore[method-assign]
+
+    def _restore_moto(self) -> None:
+        from moto.firehose.models import FirehoseBackend
+
+        for name, original in self._originals.items():
+            setattr(FirehoseBackend, name, original)
+        self._originals = {}
+
+    def _put_records(self, backend: Any, name: str, records: list[dict[str, Any]], original: Callable[..., Any]) -> dict[str, Any]:
+        """PutRecord(Batch): validate as AWS does, buffer, answer with a RecordId per record."""
+        from moto.firehose.exceptions import InvalidArgumentException, ResourceNotFoundException, ValidationException
+
+        stream = backend.delivery_streams.get(name)
+        if stream is None:
+            raise ResourceNotFoundException(f"Firehose {name} under account {backend.account_id} not found.")
+        if stream.delivery_stream_type == "KinesisStreamAsSource":
+            raise InvalidArgumentException(KINESIS_SOURCE_REFUSAL)
+        if len(records) > MAX_BATCH_RECORDS:
+            raise ValidationException("1 validation error detected: Value at 'records' failed to satisfy constraint: "
+                                      f"Member must have length less than or equal to {MAX_BATCH_RECORDS}")
+        pipeline = self._pipeline(stream, backend.account_id, backend.region_name)
+        if pipeline is None:
+            return dict(original(backend, name, records))  # a destination delivered by moto itself
+        now = time.time()
+        converted = [fd.FirehoseRecord(fd.new_record_id(), _data(record), now) for record in records]
+        if any(len(r.data) > MAX_RECORD_BYTES for r in converted):
+            raise ValidationException("1 validation error detected: Value at 'record.data' failed to satisfy "
+                                      f"constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}")
+        pipeline.accept(converted)
+        encrypted = (stream.delivery_stream_encryption_configuration or {}).get("Status") == "ENABLED"
+        return {"FailedPutCount": 0, "Encrypted": encrypted,
+                "RequestResponses": [{"RecordId": r.record_id} for r in converted]}
+
+    # pipelines ------------------------------------------------------------------------------------
+    def _pipeline(self, stream: Any, account_id: str, region: str) -> Pipeline | None:
+        config = fd.StreamConfig.from_moto(stream, account_id, region)
+        if config is None:
+            return None
+        with self.lock:
+            pipeline = self.pipelines.get(config.arn)
+            if pipeline is not None and pipeline.config.key != config.key:
+                pipeline = None  # deleted and re-created under the same name
+            if pipeline is None:
+                assert self.cloud is not None
+                pipeline = self.pipelines[config.arn] = Pipeline(
+                    config, self.cloud.state_dir, self._invoker, self._warehouse)
+            elif pipeline.config != config:
+                pipeline.refresh(config)
+            return pipeline
+
+    def _invoker(self) -> Invoker | None:
+        assert self.cloud is not None
+        try:
+            return self.cloud.invoker()
+        except KeyError:
+            return None
+
+    def _warehouse(self) -> fd.Warehouse:
+        assert self.cloud is not None
+        try:
+            warehouse: fd.Warehouse = self.cloud.executor("warehouse")
+        except KeyError:
+            raise RuntimeError("no warehouse executor is running in the local cloud") from None
+        return warehouse
+
+    def _sync(self) -> list[Pipeline]:
+        live: list[Pipeline] = []
+        for account_id, region, backend in _firehose_backends():
+            for stream in list(backend.delivery_streams.values()):
+                pipeline = self._pipeline(stream, account_id, region)
+                if pipeline is not None:
+                    live.append(pipeline)
+        with self.lock:
+            for arn in set(self.pipelines) - {p.config.arn for p in live}:
+                del self.pipelines[arn]  # DeleteDeliveryStream discards buffered data, as on AWS
+        return live
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                pipelines = self._sync()
+            except Exception:
+                log.exception("firehose supervisor")
+                pipelines = []
+            for pipeline in pipelines:
+                try:
+                    pipeline.poll_source()
+                    pipeline.tick()
+                except Exception:  # one broken stream must not stop the others
+                    log.exception("firehose delivery stream %s", pipeline.config.name)
+            self.stopping.wait(TICK_S)
+
+    def flush(self, name: str, account_id: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> dict[str, Any]:
+        """Deliver everything buffered for one delivery stream now (source read first)."""
+        from moto.firehose.models import firehose_backends
+
+        stream = firehose_backends[account_id][region].delivery_streams.get(name)
+        if stream is None:
+            raise KeyError(f"Firehose {name} under account {account_id} not found.")
+        pipeline = self._pipeline(stream, account_id, region)
+        if pipeline is None:
+            raise KeyError(f"Firehose {name} has a destination the local cloud does not buffer.")
+        pipeline.poll_source()
+        report = pipeline.tick(force=True)
+        report["DeliveryStreamName"] = name
+        return report
+
+
+def _data(record: dict[str, Any]) -> bytes:
+    data = record.get("Data", b"")
+    return data if isinstance(data, bytes) else base64.b64decode(data)
+
+
+def _validate_creation(original: Callable[..., Any], backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Prefix expressions Firehose would refuse (moto accepts anything)."""
+    import inspect
+
+    from moto.firehose.exceptions import InvalidArgumentException
+
+    bound = inspect.signature(original).bind(backend, *args, **kwargs).arguments
+    for name in ("extended_s3_destination_configuration", "s3_destination_configuration"):
+        config = bound.get(name)
+        if config:
+            try:
+                fd.validate_prefixes(config.get("Prefix") or "", config.get("ErrorOutputPrefix") or "")
+            except fd.PrefixError as error:
+                raise InvalidArgumentException(str(error)) from None
+
+
+def flush(endpoint: str | None, name: str, *, account: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> dict[str, Any]:
+    """Deliver a delivery stream's buffers now (instead of waiting for IntervalInSeconds); returns
+    {"Records", "Objects", "ErrorObjects", "Manifests", "Copied", "ErrorManifests", "Errors"}."""
+    base = endpoint or os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
+    query = urllib.parse.urlencode({"account": account, "region": region})
+    url = f"{base.rstrip('/')}/_localcloud/firehose/{urllib.parse.quote(name)}/flush?{query}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=120) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        raise LookupError(json.loads(error.read() or b"{}").get("message", str(error))) from None
+
+
+def make_executor() -> FirehoseExecutor:
+    return FirehoseExecutor()
+
+
+__all__ = ["FirehoseExecutor", "KinesisReader", "Pipeline", "flush", "make_executor"]
