@@ -1,0 +1,233 @@
+"""API Gateway (Lambda proxy) -> the serving table: an invoice, a customer's invoices, the OpenAPI doc.
+
+Routes (Powertools APIGatewayRestResolver with validation; a malformed parameter answers 400):
+- GET /invoices/{invoice_no}: header, totals and line items; 404 unknown, 400 not [CA]?6 digits;
+- GET /customers/{customer_id}/invoices?limit=&next_token=: the customer's invoices by date, with
+  totals, a page at a time (`next_token` is opaque: base64url of DynamoDB's LastEvaluatedKey);
+  404 unknown customer, 400 not 5 digits;
+- GET /openapi.json: the resolver's OpenAPI document.
+
+Authorization: the API's Lambda authorizer (lambdas/customer_authorizer) puts `customerId` and `role`
+into requestContext.authorizer. Defence in depth, this function enforces it too: a customer reads only
+their own list (403 otherwise) and only invoices of their own (403); role=admin reads everything,
+including guest invoices (no CustomerID). Without an authorizer context every data route answers 403.
+
+Reads only (GetItem/Query on the table and its GSI1): the table model is in stream_to_dynamodb.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+logger = Logger(service="query_api")
+dynamodb = boto3.client("dynamodb")
+app = APIGatewayRestResolver(enable_validation=True)
+
+CUSTOMER_INDEX = os.environ.get("CUSTOMER_INDEX", "GSI1")  # stream_to_dynamodb/schema.py
+INVOICE_PATTERN = r"^[CA]?\d{6}$"
+CUSTOMER_PATTERN = r"^\d{5}$"
+ADMIN = "admin"
+_deserialize = TypeDeserializer().deserialize
+_serialize = TypeSerializer().serialize
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+@app.exception_handler(RequestValidationError)
+def bad_parameter(error: RequestValidationError) -> Response:
+    """Validation errors are the client's mistake in a parameter: 400 (Powertools' default is 422)."""
+    problems = [{"parameter": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg")}
+                for e in error.errors()]
+    return Response(status_code=400, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps({"statusCode": 400, "message": "invalid request parameters",
+                                     "errors": problems}))
+
+
+# --------------------------------------------------------------------------------------------------
+# Who is calling
+
+
+@dataclass(frozen=True)
+class Caller:
+    customer_id: str | None
+    role: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
+
+    def may_read(self, customer_id: str | None) -> bool:
+        return self.is_admin or (self.customer_id is not None and self.customer_id == customer_id)
+
+
+def caller() -> Caller:
+    context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    customer = context.get("customerId")
+    return Caller(customer_id=str(customer) if customer not in (None, "") else None, role=context.get("role"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Routes
+
+
+@app.get("/invoices/<invoice_no>", summary="An invoice with its lines and totals",
+         responses={200: {"description": "the invoice"}, 400: {"description": "malformed invoice number"},
+                    403: {"description": "not the caller's invoice"}, 404: {"description": "unknown invoice"}})
+def get_invoice(
+    invoice_no: Annotated[str, Path(pattern=INVOICE_PATTERN, description="6 digits, optional C or A prefix")],
+) -> dict[str, Any]:
+    who = caller()
+    if not who.is_admin and who.customer_id is None:
+        raise ForbiddenError("no caller identity from the authorizer")
+    header, lines = read_invoice(invoice_no)
+    if header is None and not lines:
+        raise NotFoundError(f"invoice {invoice_no} not found")
+    customer = (header or lines[0]).get("CustomerID")
+    if not who.may_read(customer):
+        raise ForbiddenError(f"invoice {invoice_no} is not yours")
+    return invoice_document(invoice_no, header, lines)
+
+
+@app.get("/customers/<customer_id>/invoices", summary="A customer's invoices by date, a page at a time",
+         responses={200: {"description": "a page of invoices"}, 400: {"description": "malformed parameter"},
+                    403: {"description": "another customer's invoices"}, 404: {"description": "unknown customer"}})
+def list_invoices(
+    customer_id: Annotated[str, Path(pattern=CUSTOMER_PATTERN, description="5 digits")],
+    limit: Annotated[int, Query(ge=1, le=100, description="invoices per page")] = 20,
+    next_token: Annotated[str | None, Query(description="from the previous page's next_token")] = None,
+) -> dict[str, Any]:
+    if not caller().may_read(customer_id):
+        raise ForbiddenError(f"the invoices of customer {customer_id} are not yours")
+    partition = f"CUSTOMER#{customer_id}"
+    request: dict[str, Any] = {
+        "TableName": os.environ["TABLE_NAME"], "IndexName": CUSTOMER_INDEX, "Limit": limit,
+        "KeyConditionExpression": "GSI1PK = :pk", "ExpressionAttributeValues": {":pk": {"S": partition}},
+    }
+    if next_token:
+        request["ExclusiveStartKey"] = decode_token(next_token, partition)
+    answer = dynamodb.query(**request)
+    items = [plain(item) for item in answer.get("Items", [])]
+    if not items and not next_token:
+        raise NotFoundError(f"customer {customer_id} not found")
+    last = answer.get("LastEvaluatedKey")
+    return {"customer_id": customer_id, "invoices": [invoice_summary(item) for item in items],
+            "next_token": encode_token(last) if last else None}
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> dict[str, Any]:
+    return json.loads(app.get_openapi_json_schema(
+        title="Retail query API", version="1.0.0",
+        description="Invoices and customers' invoices from the serving table"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Table reads and documents
+
+
+def read_invoice(invoice_no: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Header and lines: one partition, read with Query (paginated for very long invoices)."""
+    header, lines = None, []
+    request: dict[str, Any] = {
+        "TableName": os.environ["TABLE_NAME"], "KeyConditionExpression": "PK = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice_no}"}},
+    }
+    while True:
+        answer = dynamodb.query(**request)
+        for item in map(plain, answer.get("Items", [])):
+            if item["SK"] == "HEADER":
+                header = item
+            elif item["SK"].startswith("LINE#"):
+                lines.append(item)
+        if "LastEvaluatedKey" not in answer:
+            return header, lines
+        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def invoice_document(invoice_no: str, header: dict[str, Any] | None, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    first = header or lines[0]
+    totals = {
+        "amount": number(header["total_amount"]) if header else number(sum(line["amount"] for line in lines)),
+        "quantity": number(header["total_quantity"]) if header else sum(int(line["Quantity"]) for line in lines),
+        "lines": number(header["line_count"]) if header else len(lines),
+    }
+    return {
+        "invoice_no": invoice_no,
+        "invoice_type": first.get("invoice_type") or {"C": "cancellation", "A": "adjustment"}.get(invoice_no[0], "sale"),
+        "customer_id": first.get("CustomerID"),
+        "country": first.get("Country"),
+        "invoice_date": first.get("InvoiceDate"),
+        "invoice_time": first.get("invoice_time"),
+        "totals": totals,
+        "items": [line_document(line) for line in lines],
+    }
+
+
+def line_document(line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "record_id": line.get("record_id"), "stock_code": line.get("StockCode"),
+        "description": line.get("Description"), "quantity": number(line.get("Quantity")),
+        "unit_price": number(line.get("UnitPrice")), "amount": number(line.get("amount")),
+        "invoice_date": line.get("InvoiceDate"),
+    }
+
+
+def invoice_summary(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "invoice_no": item.get("InvoiceNo"), "invoice_type": item.get("invoice_type"),
+        "invoice_date": item.get("InvoiceDate"), "invoice_time": item.get("invoice_time"),
+        "country": item.get("Country"), "total_amount": number(item.get("total_amount")),
+        "total_quantity": number(item.get("total_quantity")), "line_count": number(item.get("line_count")),
+    }
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _deserialize(value) for key, value in item.items()}
+
+
+def number(value: Any) -> int | float | None:
+    """DynamoDB's Decimal as a JSON number (int when whole)."""
+    if value is None:
+        return None
+    value = Decimal(value)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Page tokens
+
+
+def encode_token(key: dict[str, Any]) -> str:
+    text = json.dumps({name: _deserialize(value) for name, value in key.items()}, sort_keys=True)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, partition: str) -> dict[str, Any]:
+    """The ExclusiveStartKey of a token issued for this customer's list, or 400."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise BadRequestError("next_token is not a token this API issued") from None
+    expected = {"GSI1PK", "GSI1SK", "PK", "SK"}
+    if (not isinstance(key, dict) or set(key) != expected or key.get("GSI1PK") != partition
+            or not all(isinstance(v, str) for v in key.values())):
+        raise BadRequestError("next_token is not a token this API issued for this customer")
+    return {name: _serialize(value) for name, value in key.items()}

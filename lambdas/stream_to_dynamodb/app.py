@@ -1,0 +1,415 @@
+"""Kinesis -> DynamoDB serving table (TABLE_NAME): invoice lines, invoice headers with totals, and a
+customer -> invoices index. Nothing posted is lost, and a replayed batch leaves the table unchanged.
+
+The model (schema in `schema.py`):
+- one item per line, PK `INVOICE#<InvoiceNo>`, SK `LINE#<record_id>`: every posted line is kept,
+  including the repeated (InvoiceNo, StockCode) lines and exact duplicates (they have their own
+  record_id), cancellations (C...), adjustments (A...) and guest sales (no CustomerID attribute);
+- one header per invoice, PK `INVOICE#<InvoiceNo>`, SK `HEADER`: customer, country, date, type
+  (sale / cancellation / adjustment), `total_amount` (sum of Quantity x UnitPrice, exact decimals),
+  `total_quantity`, `line_count`, and `lines`, a map record_id -> amount that is the ledger of what
+  the totals already contain. Each update adds only lines absent from the ledger, in the same atomic
+  UpdateItem (conditional on their absence), so a replay never double-counts;
+- the header carries GSI1PK `CUSTOMER#<CustomerID>` / GSI1SK `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>`,
+  so index GSI1 lists a customer's invoices by date with their totals. Guest invoices have no GSI1 keys.
+  All ids are strings ("17850", never 17850.0), all keys are derived from the record alone.
+
+The course's model, for comparison: one item per invoice, PK InvoiceNo and CustomerID as *numbers*,
+one attribute per StockCode. Numbers fail on "C536379" and on a missing CustomerID; a second line of
+the same StockCode in the invoice overwrites the first (10,684 such lines in the full file); and its
+totals, if summed on write, double on every Lambda retry. Here each line is its own item and totals
+are idempotent.
+
+Records that can never be stored (not JSON, no InvoiceNo, unparseable Quantity/UnitPrice/InvoiceDate)
+go to the quarantine queue with a reason and count as processed. A record whose writes failed is
+reported in `batchItemFailures` (Powertools BatchProcessor), so Lambda retries from it without blocking
+the shard on the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+logger = logging.getLogger()
+logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+dynamodb = boto3.client("dynamodb")
+sqs = boto3.client("sqs")
+processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+DATE_FORMAT = "%m/%d/%Y %H:%M"
+INVOICE_RE = re.compile(r"[CA]?\d{6}")
+CUSTOMER_RE = re.compile(r"\d+")
+HEADER_SK = "HEADER"
+BATCH_WRITE_SIZE = 25
+LINES_PER_UPDATE = 40  # keeps Update/ConditionExpression under DynamoDB's 4 KB expression limit
+MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
+BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
+SQS_BATCH, SQS_MAX_BYTES = 10, 256 * 1024
+RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+             "InternalServerError"}
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+class Invalid(ValueError):
+    """A record that can never be stored (quarantined, counted as processed)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Write the whole batch in bulk, then let BatchProcessor report the records whose writes failed."""
+    outcome = write_batch(event.get("Records") or [])
+    logger.info("batch: %d lines, %d invoices, %d quarantined, %d failed", outcome.lines, outcome.invoices,
+                outcome.quarantined, len(outcome.failed))
+
+    def record_handler(record: KinesisStreamRecord) -> None:
+        reason = outcome.failed.get(record.kinesis.sequence_number)
+        if reason:
+            raise RuntimeError(reason)
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)
+
+
+@dataclass
+class Outcome:
+    failed: dict[str, str] = field(default_factory=dict)  # sequence number -> why
+    lines: int = 0
+    invoices: int = 0
+    quarantined: int = 0
+
+
+def write_batch(records: list[dict[str, Any]]) -> Outcome:
+    table, queue = os.environ["TABLE_NAME"], os.environ["QUARANTINE_QUEUE_URL"]
+    lines, bad = decode_all(records)
+    outcome = Outcome(lines=len(lines), invoices=len({line.invoice for line in lines}), quarantined=len(bad))
+    for sequence in put_lines(table, lines):
+        outcome.failed[sequence] = "line item not written"
+    for sequence in update_headers(table, lines):
+        outcome.failed.setdefault(sequence, "invoice header not updated")
+    for sequence in quarantine(queue, bad):
+        outcome.failed[sequence] = "could not be quarantined"
+    return outcome
+
+
+# --------------------------------------------------------------------------------------------------
+# Decode
+
+
+@dataclass
+class Line:
+    sequence: str
+    row: dict[str, Any]
+    invoice: str
+    record_id: str
+    quantity: int
+    price: Decimal
+    moment: datetime
+
+    @property
+    def amount(self) -> Decimal:
+        return self.price * self.quantity
+
+    @property
+    def customer(self) -> str | None:
+        return self.row.get("CustomerID")
+
+
+@dataclass
+class Bad:
+    record: dict[str, Any]
+    reason: str
+
+
+def decode_all(records: list[dict[str, Any]]) -> tuple[list[Line], list[Bad]]:
+    lines, bad = [], []
+    for record in records:
+        try:
+            lines.append(decode(record))
+        except Invalid as error:
+            bad.append(Bad(record, str(error)))
+    return lines, bad
+
+
+def decode(record: dict[str, Any]) -> Line:
+    kinesis = record["kinesis"]
+    try:
+        row = json.loads(base64.b64decode(kinesis["data"], validate=True).decode("utf-8"), parse_float=Decimal)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
+        raise Invalid(f"data is not base64 UTF-8 JSON: {error}") from None
+    if not isinstance(row, dict):
+        raise Invalid(f"data is JSON {type(row).__name__}, not an object")
+    invoice = row.get("InvoiceNo")
+    if not isinstance(invoice, str) or not invoice:
+        raise Invalid("InvoiceNo is missing" if invoice in (None, "") else f"InvoiceNo {invoice!r} is not text")
+    if not INVOICE_RE.fullmatch(invoice):
+        raise Invalid(f"InvoiceNo '{invoice}' is not 6 digits with an optional C or A prefix")
+    row["CustomerID"] = customer_id(row.get("CustomerID"))
+    record_id = row.get("record_id")
+    if not isinstance(record_id, str) or not record_id:
+        # Not from ingest_api: the stream position is this record's stable identity under replay.
+        record_id = f"seq-{kinesis['sequenceNumber']}"
+    return Line(kinesis["sequenceNumber"], row, invoice, record_id, quantity(row.get("Quantity")),
+                price(row.get("UnitPrice")), moment(row.get("InvoiceDate")))
+
+
+def customer_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    text = text[:-2] if text.endswith(".0") else text
+    if not CUSTOMER_RE.fullmatch(text):
+        raise Invalid(f"CustomerID '{value}' is not digits")
+    return text
+
+
+def quantity(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (str, Decimal)) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+            if number == number.to_integral_value():
+                return int(number)
+        except InvalidOperation:
+            pass
+    raise Invalid(f"Quantity {value!r} is not an integer")
+
+
+def price(value: Any) -> Decimal:
+    if isinstance(value, (int, Decimal, str)) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+            if number.is_finite():
+                return number
+        except InvalidOperation:
+            pass
+    raise Invalid(f"UnitPrice {value!r} is not a number")
+
+
+def moment(value: Any) -> datetime:
+    try:
+        return datetime.strptime(str(value).strip(), DATE_FORMAT)
+    except ValueError:
+        raise Invalid(f"InvoiceDate {value!r} is not a date like 12/1/2010 8:26") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Items
+
+
+def invoice_type(invoice: str) -> str:
+    return {"C": "cancellation", "A": "adjustment"}.get(invoice[0], "sale")
+
+
+def line_item(line: Line) -> dict[str, Any]:
+    row = line.row
+    item = {
+        "PK": f"INVOICE#{line.invoice}", "SK": f"LINE#{line.record_id}", "entity": "LINE",
+        "InvoiceNo": line.invoice, "record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
+        "Description": row.get("Description"), "Quantity": line.quantity, "UnitPrice": line.price,
+        "amount": line.amount, "InvoiceDate": str(row["InvoiceDate"]).strip(),
+        "invoice_time": line.moment.strftime("%Y-%m-%dT%H:%M"), "CustomerID": line.customer,
+        "Country": row.get("Country"),
+    }
+    return {key: _serialize(value) for key, value in item.items() if value is not None and value != ""}
+
+
+def header_fields(line: Line) -> dict[str, Any]:
+    """Header attributes set from the invoice's first line (the same values on every replay)."""
+    fields: dict[str, Any] = {
+        "entity": "INVOICE", "InvoiceNo": line.invoice, "invoice_type": invoice_type(line.invoice),
+        "InvoiceDate": str(line.row["InvoiceDate"]).strip(), "invoice_time": line.moment.strftime("%Y-%m-%dT%H:%M"),
+        "Country": line.row.get("Country"), "CustomerID": line.customer,
+    }
+    if line.customer:
+        fields["GSI1PK"] = f"CUSTOMER#{line.customer}"
+        fields["GSI1SK"] = f"INVOICE#{fields['invoice_time']}#{line.invoice}"
+    return {key: value for key, value in fields.items() if value is not None and value != ""}
+
+
+# --------------------------------------------------------------------------------------------------
+# Line items: BatchWriteItem
+
+
+def put_lines(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """BatchWriteItem by 25 (one per key), retrying UnprocessedItems; sequence numbers not written."""
+    by_key: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
+    for line in lines:
+        item = line_item(line)
+        key = (item["PK"]["S"], item["SK"]["S"])
+        sequences = by_key[key][1] if key in by_key else []
+        by_key[key] = (item, sequences + [line.sequence])
+    entries = list(by_key.values())
+    failed: list[str] = []
+    for start in range(0, len(entries), BATCH_WRITE_SIZE):
+        chunk = entries[start:start + BATCH_WRITE_SIZE]
+        left = write_chunk(table, [item for item, _ in chunk], sleep)
+        failed += [s for item, sequences in chunk if (item["PK"]["S"], item["SK"]["S"]) in left for s in sequences]
+    return failed
+
+
+def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float], None]) -> set[tuple[str, str]]:
+    requests = [{"PutRequest": {"Item": item}} for item in items]
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            sleep(BASE_BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            answer = dynamodb.batch_write_item(RequestItems={table: requests})
+        except ClientError as error:
+            if error.response["Error"]["Code"] in RETRYABLE:
+                continue
+            logger.exception("BatchWriteItem failed")
+            break
+        except Exception:  # noqa: BLE001 - e.g. a connection error: these items are reported, not lost
+            logger.exception("BatchWriteItem failed")
+            break
+        requests = answer.get("UnprocessedItems", {}).get(table, [])
+        if not requests:
+            return set()
+    return {(r["PutRequest"]["Item"]["PK"]["S"], r["PutRequest"]["Item"]["SK"]["S"]) for r in requests}
+
+
+# --------------------------------------------------------------------------------------------------
+# Headers: idempotent totals
+
+
+def update_headers(table: str, lines: list[Line]) -> list[str]:
+    """One header per invoice of the batch; sequence numbers of the invoices whose header failed."""
+    invoices: dict[str, dict[str, Line]] = {}
+    for line in lines:
+        invoices.setdefault(line.invoice, {})[line.record_id] = line  # a record_id counts once
+    failed: list[str] = []
+    for invoice, by_id in invoices.items():
+        try:
+            update_header(table, invoice, list(by_id.values()))
+        except Exception:  # noqa: BLE001 - reported, Lambda retries these records
+            logger.exception("header of %s not updated", invoice)
+            failed += [line.sequence for line in lines if line.invoice == invoice]
+    return failed
+
+
+def update_header(table: str, invoice: str, lines: list[Line]) -> None:
+    """Create the header with these lines, or add those its ledger does not hold yet."""
+    key = {"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": HEADER_SK}}
+    old = create_header(table, key, lines)
+    for _ in range(MAX_ATTEMPTS):
+        if old is None:
+            return
+        ledger = old.get("lines", {}).get("M", {})
+        missing = [line for line in lines if line.record_id not in ledger]
+        if not missing:
+            return
+        old = add_lines(table, key, missing)
+    raise RuntimeError(f"header of {invoice} kept changing under us")
+
+
+def create_header(table: str, key: dict[str, Any], lines: list[Line]) -> dict[str, Any] | None:
+    """UpdateItem that only creates; the existing item (low-level format) when there already is one."""
+    fields = header_fields(lines[0])
+    fields.update(lines={line.record_id: line.amount for line in lines},
+                  total_amount=sum((line.amount for line in lines), Decimal(0)),
+                  total_quantity=sum(line.quantity for line in lines), line_count=len(lines))
+    names = {f"#f{i}": name for i, name in enumerate(fields)}
+    values = {f":v{i}": _serialize(value) for i, value in enumerate(fields.values())}
+    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+    return conditional_update(table, key, expression, "attribute_not_exists(PK)", names, values)
+
+
+def add_lines(table: str, key: dict[str, Any], lines: list[Line]) -> dict[str, Any] | None:
+    """Add lines to the ledger and totals, LINES_PER_UPDATE at a time, each only if none is there yet."""
+    for start in range(0, len(lines), LINES_PER_UPDATE):
+        chunk = lines[start:start + LINES_PER_UPDATE]
+        names = {"#l": "lines", "#t": "total_amount", "#q": "total_quantity", "#n": "line_count"}
+        names.update({f"#r{i}": line.record_id for i, line in enumerate(chunk)})
+        values = {f":a{i}": _serialize(line.amount) for i, line in enumerate(chunk)}
+        values.update({":t": _serialize(sum((line.amount for line in chunk), Decimal(0))),
+                       ":q": _serialize(sum(line.quantity for line in chunk)), ":n": _serialize(len(chunk))})
+        expression = ("SET " + ", ".join(f"#l.#r{i} = :a{i}" for i in range(len(chunk)))
+                      + ", #t = #t + :t, #q = #q + :q, #n = #n + :n")
+        condition = "attribute_exists(#l) AND " + " AND ".join(
+            f"attribute_not_exists(#l.#r{i})" for i in range(len(chunk)))
+        old = conditional_update(table, key, expression, condition, names, values)
+        if old is not None:
+            return old  # someone else added some of them: look at the ledger again
+    return None
+
+
+def conditional_update(table: str, key: dict[str, Any], expression: str, condition: str,
+                       names: dict[str, str], values: dict[str, Any]) -> dict[str, Any] | None:
+    """None when applied; the current item when the condition failed."""
+    try:
+        dynamodb.update_item(TableName=table, Key=key, UpdateExpression=expression, ConditionExpression=condition,
+                             ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                             ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return error.response.get("Item") or {}
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Quarantine
+
+
+def quarantine_message(bad: Bad) -> str:
+    kinesis = bad.record.get("kinesis", {})
+    message = {
+        "source": "stream_to_dynamodb", "reason": bad.reason, "eventID": bad.record.get("eventID"),
+        "eventSourceARN": bad.record.get("eventSourceARN"),
+        "shardId": str(bad.record.get("eventID", "")).split(":", 1)[0],
+        "sequenceNumber": kinesis.get("sequenceNumber"), "partitionKey": kinesis.get("partitionKey"),
+        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"), "data": kinesis.get("data"),
+    }
+    text = json.dumps(message, default=str)
+    if len(text.encode()) > SQS_MAX_BYTES:
+        message.update(data=None, dataTruncated=True)
+        text = json.dumps(message, default=str)
+    return text
+
+
+def quarantine(queue_url: str, bad: list[Bad]) -> list[str]:
+    """SendMessageBatch (10 and 256 KB a call); sequence numbers that could not be quarantined."""
+    bodies = [quarantine_message(b) for b in bad]
+    sequences = [b.record["kinesis"]["sequenceNumber"] for b in bad]
+    groups: list[list[int]] = []
+    size = 0
+    for index, body in enumerate(bodies):
+        if not groups or len(groups[-1]) >= SQS_BATCH or size + len(body.encode()) > SQS_MAX_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += len(body.encode())
+    failed: list[str] = []
+    for group in groups:
+        try:
+            answer = sqs.send_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in group])
+        except Exception:  # noqa: BLE001
+            logger.exception("could not quarantine %d records", len(group))
+            failed += [sequences[i] for i in group]
+            continue
+        failed += [sequences[int(f["Id"])] for f in answer.get("Failed", [])]
+    return failed

@@ -1,0 +1,209 @@
+"""Kinesis -> S3 raw lake: one JSON-lines object per event-date partition per batch.
+
+Each record of the batch is decoded (base64 -> UTF-8 JSON object with a parseable InvoiceDate) and
+grouped by its event date into `raw/year=YYYY/month=MM/day=DD/`. The object key is derived from the
+batch alone (shard id + first and last sequence number of the batch), so when Lambda retries the same
+batch the objects are overwritten, not duplicated, and their bytes are identical (lines in sequence
+order, compact JSON with the record's own keys). If the event source mapping later splits a failing
+batch (bisect) the halves get other keys: readers dedupe on `record_id`.
+
+A record that cannot be decoded or has no usable InvoiceDate goes to the quarantine queue (raw data,
+reason, shard and sequence number) and counts as handled: retrying it would never help. Only records
+whose partition object could not be written (or whose quarantine message could not be sent) are
+returned in `batchItemFailures`, so Lambda retries from the first of them (the mapping needs
+FunctionResponseTypes=["ReportBatchItemFailures"]).
+
+Why no Powertools BatchProcessor here: the unit of work is a partition file, not a record; the
+partial-batch answer is built directly from the files that failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import boto3
+
+logger = logging.getLogger()
+logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+s3 = boto3.client("s3")
+sqs = boto3.client("sqs")
+
+DATE_FORMAT = "%m/%d/%Y %H:%M"
+PREFIX = os.environ.get("RAW_PREFIX", "raw")
+SQS_BATCH = 10
+SQS_MAX_BYTES = 256 * 1024
+
+
+class Invalid(ValueError):
+    """A record that can never be stored (quarantined)."""
+
+
+@dataclass
+class Decoded:
+    sequence: str
+    line: str
+    day: datetime
+
+
+@dataclass
+class Quarantined:
+    record: dict[str, Any]
+    reason: str
+
+
+@dataclass
+class Batch:
+    shard: str
+    first: str
+    last: str
+    partitions: dict[tuple[int, int, int], list[Decoded]] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Write the batch's partition files and quarantine what cannot be stored; report what failed."""
+    records = event.get("Records") or []
+    if not records:
+        return {"batchItemFailures": []}
+    batch = split(records)
+    failed = write_partitions(batch, os.environ["LAKE_BUCKET"])
+    failed += quarantine(batch.quarantined, os.environ["QUARANTINE_QUEUE_URL"])
+    logger.info("shard %s %s..%s: %d records, %d files, %d quarantined, %d failed", batch.shard, batch.first,
+                batch.last, len(records), len(batch.partitions), len(batch.quarantined), len(failed))
+    order = {r["kinesis"]["sequenceNumber"]: i for i, r in enumerate(records)}
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(set(failed), key=order.__getitem__)]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Decode and group
+
+
+def shard_of(record: dict[str, Any]) -> str:
+    """The shard id from eventID "shardId-000000000000:4954...", as Lambda sends it."""
+    return str(record.get("eventID", "unknown")).split(":", 1)[0]
+
+
+def decode(record: dict[str, Any]) -> Decoded:
+    kinesis = record["kinesis"]
+    try:
+        raw = base64.b64decode(kinesis["data"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise Invalid("data is not base64") from None
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Invalid("data is not UTF-8 text") from None
+    except ValueError as error:
+        raise Invalid(f"data is not JSON: {error}") from None
+    if not isinstance(row, dict):
+        raise Invalid(f"data is JSON {type(row).__name__}, not an object")
+    value = row.get("InvoiceDate")
+    if not isinstance(value, str):
+        raise Invalid("InvoiceDate is missing" if value is None else f"InvoiceDate '{value}' is not text")
+    try:
+        day = datetime.strptime(value.strip(), DATE_FORMAT)
+    except ValueError:
+        raise Invalid(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
+    line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    return Decoded(kinesis["sequenceNumber"], line, day)
+
+
+def split(records: list[dict[str, Any]]) -> Batch:
+    """Group decodable records by event date; collect the rest for quarantine."""
+    sequences = [r["kinesis"]["sequenceNumber"] for r in records]
+    ordered = sorted(sequences, key=int)
+    batch = Batch(shard=shard_of(records[0]), first=ordered[0], last=ordered[-1])
+    for record in sorted(records, key=lambda r: int(r["kinesis"]["sequenceNumber"])):
+        try:
+            decoded = decode(record)
+        except Invalid as error:
+            batch.quarantined.append(Quarantined(record, str(error)))
+            continue
+        key = (decoded.day.year, decoded.day.month, decoded.day.day)
+        batch.partitions.setdefault(key, []).append(decoded)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# Write
+
+
+def object_key(batch: Batch, day: tuple[int, int, int]) -> str:
+    year, month, dom = day
+    return (f"{PREFIX}/year={year:04d}/month={month:02d}/day={dom:02d}/"
+            f"{batch.shard}-{batch.first}-{batch.last}.jsonl")
+
+
+def write_partitions(batch: Batch, bucket: str) -> list[str]:
+    """PutObject per partition; the sequence numbers of the records whose file failed."""
+    failed: list[str] = []
+    for day, rows in sorted(batch.partitions.items()):
+        body = ("\n".join(r.line for r in rows) + "\n").encode("utf-8")
+        try:
+            s3.put_object(Bucket=bucket, Key=object_key(batch, day), Body=body,
+                          ContentType="application/x-ndjson")
+        except Exception:  # noqa: BLE001 - any failure: Lambda retries these records
+            logger.exception("could not write %s", object_key(batch, day))
+            failed += [r.sequence for r in rows]
+    return failed
+
+
+def quarantine_message(item: Quarantined, source: str = "stream_to_s3") -> str:
+    """What an operator needs to find and replay the record: raw data, why, where it came from."""
+    kinesis = item.record.get("kinesis", {})
+    message = {
+        "source": source,
+        "reason": item.reason,
+        "eventID": item.record.get("eventID"),
+        "eventSourceARN": item.record.get("eventSourceARN"),
+        "shardId": shard_of(item.record),
+        "sequenceNumber": kinesis.get("sequenceNumber"),
+        "partitionKey": kinesis.get("partitionKey"),
+        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
+        "data": kinesis.get("data"),
+    }
+    text = json.dumps(message)
+    if len(text.encode()) > SQS_MAX_BYTES:  # a 1 MB Kinesis record does not fit an SQS message
+        message["data"] = None
+        message["dataTruncated"] = True
+        text = json.dumps(message)
+    return text
+
+
+def sqs_chunks(bodies: list[str]) -> list[list[int]]:
+    """Indexes grouped in SendMessageBatch calls: at most 10 messages and 256 KB together."""
+    groups: list[list[int]] = []
+    size = 0
+    for index, body in enumerate(bodies):
+        length = len(body.encode())
+        if not groups or len(groups[-1]) >= SQS_BATCH or size + length > SQS_MAX_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += length
+    return groups
+
+
+def quarantine(items: list[Quarantined], queue_url: str) -> list[str]:
+    """SendMessageBatch (10 / 256 KB a call); the sequence numbers that could not be quarantined."""
+    bodies = [quarantine_message(item) for item in items]
+    sequence = [item.record["kinesis"]["sequenceNumber"] for item in items]
+    failed: list[str] = []
+    for group in sqs_chunks(bodies):
+        entries = [{"Id": str(i), "MessageBody": bodies[i]} for i in group]
+        try:
+            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception:  # noqa: BLE001 - Lambda retries these records
+            logger.exception("could not quarantine %d records", len(group))
+            failed += [sequence[i] for i in group]
+            continue
+        failed += [sequence[int(f["Id"])] for f in answer.get("Failed", [])]
+    return failed
