@@ -113,6 +113,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "lambda": _module("lambda_invoke"),
     "kinesis": _module("kinesis_drain"),
     "apigateway": _module("apigateway_proxy"),
+    "warehouse": _module("warehouse_copy"),
 }
 
 

@@ -30,6 +30,7 @@ EXECUTOR_MODULES: tuple[str, ...] = (
     "helpers.localcloud.notifications",
     "helpers.localcloud.scheduler",
     "helpers.localcloud.apigateway",
+    "helpers.localcloud.warehouse",
     "helpers.localcloud.firehose",
 )
 DEFAULT_ACCOUNT = "123456789012"

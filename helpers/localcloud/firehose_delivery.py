@@ -476,22 +476,8 @@ def copy_command(config: StreamConfig, manifest: str) -> str:
             f"CREDENTIALS 'aws_iam_role={target.role_arn}' MANIFEST{options}{gzip_option};")
 
 
-def jdbc_target(url: str) -> tuple[str, str]:
-    """(cluster or workgroup, database) of a ClusterJDBCURL, through the warehouse executor's parser
-    when it is installed (imported lazily: it is optional)."""
-    try:
-        from helpers.localcloud.warehouse import parse_jdbc_url  # type: ignore[import-not-found]
-    except ImportError:
-        match = re.match(r"^jdbc:redshift(?:-serverless)?://([^.:/]+)[^/]*/([^?;]+)", url)
-        if match is None:
-            raise ValueError(f"Invalid ClusterJDBCURL {url}") from None
-        return match.group(1), match.group(2)
-    result: tuple[str, str] = parse_jdbc_url(url)
-    return result
-
-
 class Warehouse(Protocol):
-    def execute_sql(self, sql: str, *, cluster: str, database: str, account_id: str, region: str) -> int: ...
+    def execute_sql(self, sql: str, *, database: str, account_id: str, region: str, **target: str) -> int: ...
 
 
 class DeliveryJournal:
@@ -537,8 +523,9 @@ def copy_once(config: StreamConfig, warehouse: Callable[[], Warehouse], journal:
     assert target is not None
     entry = journal.batches[manifest]
     try:
-        cluster, database = jdbc_target(target.jdbc_url)
-        warehouse().execute_sql(copy_command(config, manifest), cluster=cluster, database=database,
+        from helpers.localcloud.warehouse import jdbc_target
+
+        warehouse().execute_sql(copy_command(config, manifest), **jdbc_target(target.jdbc_url),
                                 account_id=config.account_id, region=config.region)
     except Exception as error:  # WarehouseError, a missing warehouse executor, a bad URL
         journal.record(manifest, attempts=entry.get("attempts", 0) + 1, last_error=str(error))

@@ -357,7 +357,8 @@ class TestRedshift:
         assert fd.redshift_retry_s({}) == 3600.0
 
     def test_jdbc_url_parsing(self):
-        assert fd.jdbc_target("jdbc:redshift://retail.abc.us-east-1.redshift.amazonaws.com:5439/dev") == ("retail", "dev")
+        from helpers.localcloud.warehouse import jdbc_target
+        assert jdbc_target("jdbc:redshift://retail.abc.us-east-1.redshift.amazonaws.com:5439/dev") == {"cluster": "retail", "database": "dev"}
 
 
 # --------------------------------------------------------------------------------------------------
