@@ -66,6 +66,9 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds queue URLs etc. from it
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from helpers.localcloud import moto_patches
+
+    moto_patches.apply()
     moto_app = DomainDispatcherApplication(create_backend_app)
     executors = load_executors()
     context = CloudContext(endpoint=endpoint_for(port, host), port=port, state_dir=state_dir,
