@@ -1,11 +1,13 @@
-"""Kinesis -> S3 raw lake: one JSON-lines object per event-date partition per batch.
+"""Kinesis -> S3 raw lake: JSON-lines files partitioned by event date, idempotent under replays.
 
 Each record of the batch is decoded (base64 -> UTF-8 JSON object with a parseable InvoiceDate) and
-grouped by its event date into `raw/year=YYYY/month=MM/day=DD/`. The object key is derived from the
-batch alone (shard id + first and last sequence number of the batch), so when Lambda retries the same
-batch the objects are overwritten, not duplicated, and their bytes are identical (lines in sequence
-order, compact JSON with the record's own keys). If the event source mapping later splits a failing
-batch (bisect) the halves get other keys: readers dedupe on `record_id`.
+grouped by its event date and hour into `raw/year=YYYY/month=MM/day=DD/hour=HH-<shard id>.jsonl`.
+A batch *merges* its records into those files (read, add the records whose `record_id` is not there
+yet, write back sorted): the content of a file depends only on which records it holds, not on how
+they were batched, so a retried batch, a bisected batch or the same rows posted again leave the lake
+byte-for-byte identical. It is safe because one shard is processed by one invocation at a time
+(ParallelizationFactor 1) and the ingest API keys records by InvoiceNo, so a replayed row lands in
+the same shard. A record without a `record_id` (not from the ingest API) gets `seq-<sequence number>`.
 
 A record that cannot be decoded or has no usable InvoiceDate goes to the quarantine queue (raw data,
 reason, shard and sequence number) and counts as handled: retrying it would never help. Only records
@@ -51,6 +53,7 @@ class Decoded:
     sequence: str
     line: str
     day: datetime
+    record_id: str
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Batch:
     shard: str
     first: str
     last: str
-    partitions: dict[tuple[int, int, int], list[Decoded]] = field(default_factory=dict)
+    partitions: dict[tuple[int, int, int, int], list[Decoded]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
 
 
@@ -112,8 +115,9 @@ def decode(record: dict[str, Any]) -> Decoded:
         day = datetime.strptime(value.strip(), DATE_FORMAT)
     except ValueError:
         raise Invalid(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
+    row["record_id"] = str(row.get("record_id") or f"seq-{kinesis['sequenceNumber']}")  # every lake line has one
     line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-    return Decoded(kinesis["sequenceNumber"], line, day)
+    return Decoded(kinesis["sequenceNumber"], line, day, row["record_id"])
 
 
 def split(records: list[dict[str, Any]]) -> Batch:
@@ -127,7 +131,7 @@ def split(records: list[dict[str, Any]]) -> Batch:
         except Invalid as error:
             batch.quarantined.append(Quarantined(record, str(error)))
             continue
-        key = (decoded.day.year, decoded.day.month, decoded.day.day)
+        key = (decoded.day.year, decoded.day.month, decoded.day.day, decoded.day.hour)
         batch.partitions.setdefault(key, []).append(decoded)
     return batch
 
@@ -136,22 +140,43 @@ def split(records: list[dict[str, Any]]) -> Batch:
 # Write
 
 
-def object_key(batch: Batch, day: tuple[int, int, int]) -> str:
-    year, month, dom = day
-    return (f"{PREFIX}/year={year:04d}/month={month:02d}/day={dom:02d}/"
-            f"{batch.shard}-{batch.first}-{batch.last}.jsonl")
+def object_key(batch: Batch, hour: tuple[int, int, int, int]) -> str:
+    year, month, dom, hh = hour
+    return f"{PREFIX}/year={year:04d}/month={month:02d}/day={dom:02d}/hour={hh:02d}-{batch.shard}.jsonl"
+
+
+def _existing_lines(bucket: str, key: str) -> dict[str, str]:
+    """record_id -> line of the file as it is now (empty when it does not exist yet)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except s3.exceptions.NoSuchKey:
+        return {}
+    lines = {}
+    for line in body.splitlines():
+        row = json.loads(line)
+        lines[row["record_id"]] = line
+    return lines
+
+
+def _order(line: str) -> tuple[datetime, str, str]:
+    row = json.loads(line)
+    return datetime.strptime(row["InvoiceDate"].strip(), DATE_FORMAT), str(row.get("InvoiceNo", "")), str(row.get("record_id", ""))
 
 
 def write_partitions(batch: Batch, bucket: str) -> list[str]:
-    """PutObject per partition; the sequence numbers of the records whose file failed."""
+    """Merge each hour's records into its file; the sequence numbers of the records whose file failed."""
     failed: list[str] = []
-    for day, rows in sorted(batch.partitions.items()):
-        body = ("\n".join(r.line for r in rows) + "\n").encode("utf-8")
+    for hour, rows in sorted(batch.partitions.items()):
+        key = object_key(batch, hour)
         try:
-            s3.put_object(Bucket=bucket, Key=object_key(batch, day), Body=body,
-                          ContentType="application/x-ndjson")
+            lines = _existing_lines(bucket, key)
+            new = {r.record_id: r.line for r in rows if r.record_id not in lines}
+            if not new:
+                continue  # a replay: the file already holds every record
+            body = ("\n".join(sorted({**lines, **new}.values(), key=_order)) + "\n").encode("utf-8")
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
         except Exception:  # noqa: BLE001 - any failure: Lambda retries these records
-            logger.exception("could not write %s", object_key(batch, day))
+            logger.exception("could not write %s", key)
             failed += [r.sequence for r in rows]
     return failed
 
