@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from helpers import config
-from helpers.resources import INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, Names
+from helpers.resources import CUSTOMER_AUTHORIZER, INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, Names
 
 Statement = dict[str, Any]
 
@@ -111,6 +111,12 @@ def course_roles(names: Names) -> list[FunctionRole]:
                     "ReadTheServingTable",
                 ),
             ),
+            names,
+        ),
+        FunctionRole(
+            CUSTOMER_AUTHORIZER,
+            "API Gateway authorizer: checks a customer's signed token (calls no AWS API: logs only)",
+            (),
             names,
         ),
     ]

@@ -15,6 +15,7 @@ INGEST_API = "ingest_api"
 STREAM_TO_S3 = "stream_to_s3"
 STREAM_TO_DYNAMODB = "stream_to_dynamodb"
 QUERY_API = "query_api"
+CUSTOMER_AUTHORIZER = "customer_authorizer"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,56 @@ class Names:
     @property
     def quarantine_queue(self) -> str:
         return self._name("quarantine")
+
+    @property
+    def ingestion_api(self) -> str:
+        return self._name("sales", "ingestion")
+
+    @property
+    def query_api(self) -> str:
+        return self._name("sales", "query")
+
+    @property
+    def auth_secret_parameter(self) -> str:
+        """SSM parameter holding the query API's token-signing secret."""
+        return f"/{self.prefix}/query-api/auth-secret"
+
+    # The warehouse (notebooks 06 and 08) ----------------------------------------------------
+    @property
+    def warehouse_cluster(self) -> str:
+        """The local Redshift cluster, and on AWS the Redshift Serverless workgroup and namespace."""
+        return self._name("warehouse")
+
+    @property
+    def staging_bucket(self) -> str:
+        """Where Firehose stages batches (and their manifests) for Redshift COPY."""
+        return self._name("staging", self.account, self.region)
+
+    @property
+    def staging_bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.staging_bucket}"
+
+    @property
+    def firehose_stream(self) -> str:
+        """Firehose delivery stream: Kinesis -> the warehouse's raw landing table."""
+        return self._name("to-warehouse")
+
+    @property
+    def firehose_course_stream(self) -> str:
+        """Firehose delivery stream: Kinesis -> the course's table (kept to show its load errors)."""
+        return self._name("to-warehouse-course")
+
+    @property
+    def firehose_role(self) -> str:
+        return self._name("firehose-role")
+
+    @property
+    def warehouse_role(self) -> str:
+        """The role Redshift assumes to read the staging bucket (COPY ... IAM_ROLE)."""
+        return self._name("warehouse-copy-role")
+
+    def firehose_arn(self, name: str) -> str:
+        return self._arn("firehose", f"deliverystream/{name}")
 
     def function(self, folder: str) -> str:
         """Lambda function name for a folder under lambdas/ (`ingest_api` -> `retail-ingest-api`)."""

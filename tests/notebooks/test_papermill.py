@@ -15,6 +15,12 @@ NOTEBOOKS = workbook.notebooks()
 PARAMETERIZED: dict[str, dict[str, Any]] = {
     "00_setup_and_iam": {"prefix": "papermill"},
     "01_dataset_and_quality": {"nrows": 1500},
+    "02_ingestion_api_lambda_kinesis": {"prefix": "papermill", "nrows": 600, "shards": 2, "batch_size": 100},
+    "03_stream_to_s3_raw": {"prefix": "papermill", "nrows": 600, "shards": 2},
+    "04_stream_to_dynamodb": {"prefix": "papermill", "nrows": 600, "shards": 2},
+    "05_query_api": {"prefix": "papermill", "nrows": 600, "shards": 2, "page_size": 2},
+    "06_firehose_to_warehouse": {"prefix": "papermill", "nrows": 800, "shards": 2},
+    "08_bi_dashboards": {"prefix": "papermill", "nrows": 1200, "report_dir": "../build/papermill-report"},
     "99_teardown": {"prefix": "papermill"},
 }
 CELL_TIMEOUT_S = 300
