@@ -114,6 +114,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "kinesis": _module("kinesis_drain"),
     "apigateway": _module("apigateway_proxy"),
     "warehouse": _module("warehouse_copy"),
+    "dashboard": _module("bi_dashboard"),
 }
 
 
