@@ -43,7 +43,9 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 def write_message(fd: int, message: dict[str, Any]) -> None:
     body = json.dumps(message).encode()
-    os.write(fd, struct.pack(">I", len(body)) + body)
+    data = memoryview(struct.pack(">I", len(body)) + body)
+    while data:  # a pipe write larger than its buffer may be partial (a signal, a ptrace attach)
+        data = data[os.write(fd, data):]
 
 
 class Identity:

@@ -5,6 +5,10 @@
   3,712 rows lost with 4 concurrent ingest Lambdas). Puts are serialized, as AWS orders them per shard.
 - The shard's first/last sequence number were found by listing every key (O(n) per put, so a
   541,909-record stream cost O(n^2)); dicts keep insertion order, so they are O(1) here.
+- DynamoDB `Query` sorted every item of the table to keep one partition (about 1 s per query on the
+  570,000 items of the full file's serving table). On the table's key it now reads that partition; on
+  a global secondary index it reads the items of that index key from a map built in one pass and
+  rebuilt after any write to DynamoDB (so a read-mostly API pays the pass once, not per query).
 """
 
 from __future__ import annotations
@@ -38,4 +42,68 @@ def apply() -> None:
     Shard.put_record = put_record  # type: ignore[method-assign]
     Shard.get_min_sequence_number = get_min_sequence_number  # type: ignore[method-assign]
     Shard.get_max_sequence_number = get_max_sequence_number  # type: ignore[method-assign]
+    _query_one_partition()
     _applied = True
+
+
+_DYNAMODB_WRITES = ("create_table", "delete_table", "update_table", "update_table_global_indexes", "put_item",
+                    "update_item", "delete_item", "transact_write_items", "batch_write_item", "execute_statement",
+                    "execute_transaction", "batch_execute_statement", "restore_table_from_backup",
+                    "restore_table_to_point_in_time", "import_table")
+_generation = [0]  # bumped by every DynamoDB write: index maps built before it are stale
+_index_maps: dict[tuple[int, tuple[str, ...]], tuple[int, dict[Any, list[Any]]]] = {}  # outside the tables: not snapshotted
+
+
+def _query_one_partition() -> None:
+    """Table.query filters `all_items()` (the whole table, sorted) on the hash key(s); while it runs,
+    `all_items()` answers only the items of that key (the same result: query re-checks and re-sorts)."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    original_query, original_all_items = Table.query, Table.all_items
+    wanted = threading.local()
+
+    def query(table: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        conditions = kwargs.get("hash_key_conditions") or []
+        wanted.key = (None, hash_key) if not index_name else (index_name, tuple(conditions)) if conditions else None
+        try:
+            return original_query(table, hash_key, *args, **kwargs)
+        finally:
+            wanted.key = None
+
+    def all_items(table: Any) -> list[Any]:
+        key = getattr(wanted, "key", None)
+        if key is None or not table.range_key_attr:
+            return original_all_items(table)
+        index_name, value = key
+        if index_name is None:
+            return list(table.items.get(value, {}).values()) if value is not None else original_all_items(table)
+        names = tuple(name for name, _ in value)
+        built = _index_maps.get((id(table), names))
+        if built is None or built[0] != _generation[0]:
+            generation, groups = _generation[0], {}
+            for stale in [k for k, v in list(_index_maps.items()) if v[0] != generation]:
+                _index_maps.pop(stale, None)  # maps of other tables (or deleted ones) are rebuilt when asked
+            for partition in list(table.items.values()):
+                for item in list(partition.values()):
+                    values = tuple(item.attrs.get(name) for name in names)
+                    if all(v is not None for v in values):
+                        groups.setdefault(values, []).append(item)
+            built = _index_maps[(id(table), names)] = (generation, groups)
+        return list(built[1].get(tuple(v for _, v in value), ()))
+
+    def bumping(method: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _generation[0] += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _generation[0] += 1
+        return wrapper
+
+    for name in _DYNAMODB_WRITES:
+        if callable(getattr(DynamoDBBackend, name, None)):
+            setattr(DynamoDBBackend, name, bumping(getattr(DynamoDBBackend, name)))
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]

@@ -1,0 +1,528 @@
+"""The streaming pipelines end to end on the full real file, on a local cloud of its own.
+
+Built with `helpers.deploy` exactly as the notebooks build it (prefix `bench`), then three measurements:
+
+1. pipeline: every row of the real file (RETAIL_REAL_DATA, default ../shared/data/ecommerce/data.csv;
+   skipped with a reason when absent) posted by the project's client (batches + concurrency) to the
+   ingestion REST API (API Gateway -> ingest_api Lambda -> Kinesis), while two event source mappings
+   (ReportBatchItemFailures) drain the stream into the S3 lake (stream_to_s3) and the DynamoDB serving
+   table (stream_to_dynamodb). Phases: send (first POST -> last answer), drain to S3 and drain to
+   DynamoDB (first POST -> the mapping's checkpoint reaches the end of every shard), then a
+   reconciliation: rows sent = accepted + rejected; records in Kinesis (GetRecords over every shard,
+   distinct record_id) = accepted; lines in the lake (distinct record_id) = records in Kinesis
+   - quarantined by stream_to_s3; line items in DynamoDB + quarantined by stream_to_dynamodb = records
+   in Kinesis. DynamoDB line items are counted by a Query (Select=COUNT, SK begins_with LINE#) on every
+   invoice partition (moto's Scan re-sorts the whole table for each page), then cross-checked with
+   DescribeTable's ItemCount (= lines + one header per invoice).
+2. client: the same first SLICE rows sent the course's way (`per_row=True`: one POST per row,
+   sequential) and the project's way (batches of 500, 4 threads) to an ingestion API on a stream of
+   its own without consumers (the comparison is about the client): both times and the ratio.
+3. query: the query API (query_api behind the customer authorizer, TOKEN, cached 300 s per token) at a
+   paced QUERY_RATE requests/s for QUERY_S seconds, half GET /invoices/{n} (the invoice's customer's
+   token, an admin token for guest invoices), half GET /customers/{id}/invoices (that customer's token),
+   over invoices and customers of the file: p50/p99 latency, statuses, the achieved rate.
+
+Shards (capacity arithmetic): a shard takes 1 MB/s and 1,000 records/s of writes, so the rows of the
+file posted within the send budget (TARGET_S / 2 by default) need ceil(rows / budget / 1000) shards by
+record count, ceil(rows x bytes per record / budget / 1 MB) by bytes; the larger one (plus none spare:
+the local cloud does not throttle) unless --shards says otherwise.
+
+Run: `.venv/bin/python -m benchmarks.pipeline_e2e [--rows N] [--shards N] [--esm-batch 500] ...`
+(or `python -m benchmarks --only pipeline` once registered). Environment: BENCH_PIPELINE_ROWS,
+BENCH_PIPELINE_SHARDS, BENCH_PIPELINE_ESM_BATCH, BENCH_PIPELINE_SKIP (comma list of client,query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from helpers.paths import LAMBDAS_DIR, PROJECT_ROOT
+
+REAL_FILE = Path(os.environ.get("RETAIL_REAL_DATA", PROJECT_ROOT.parent / "shared/data/ecommerce/data.csv"))
+PREFIX = "bench"
+TARGET_S = 120.0
+ROWS = int(os.environ["BENCH_PIPELINE_ROWS"]) if os.environ.get("BENCH_PIPELINE_ROWS") else None
+SHARDS = int(os.environ["BENCH_PIPELINE_SHARDS"]) if os.environ.get("BENCH_PIPELINE_SHARDS") else None
+ESM_BATCH = int(os.environ.get("BENCH_PIPELINE_ESM_BATCH", "500"))
+ESM_WINDOW_S = 1  # MaximumBatchingWindowInSeconds: full batches while the producer runs
+POST_BATCH, CONCURRENCY = 500, 4
+SLICE = 5000
+QUERY_RATE, QUERY_S = 50.0, 20.0
+QUERY_GRACE_S = 15.0  # after the last scheduled request, how long answers are waited for
+DRAIN_TIMEOUT_S = 900.0
+AUTH_SECRET = "bench-authorizer-secret"
+RECORD_BYTES = 260  # a canonical record on the stream is about 230-280 bytes of JSON
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _ms(samples: list[float]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"n": 0}
+    return {"p50_ms": round(1000 * statistics.median(ordered), 1),
+            "p90_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.90 * len(ordered)))], 1),
+            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+            "max_ms": round(1000 * ordered[-1], 1), "n": len(ordered)}
+
+
+def _rate(count: int, seconds: float) -> float | None:
+    return round(count / seconds) if seconds and seconds > 0 else None
+
+
+def capacity_shards(rows: int, seconds: float, record_bytes: int = RECORD_BYTES) -> int:
+    """Shards needed to take `rows` in `seconds`: 1,000 records/s and 1 MB/s of writes per shard."""
+    per_second = rows / max(seconds, 1e-9)
+    return max(1, math.ceil(per_second / 1000), math.ceil(per_second * record_bytes / (1024 * 1024)))
+
+
+def _load_module(folder: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"bench_{folder}", LAMBDAS_DIR / folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _log(message: str) -> None:
+    print(f"[pipeline {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Building the platform with helpers.deploy
+
+
+def _build(shards: int, esm_batch: int) -> dict[str, Any]:
+    from helpers import config, deploy, iam
+    from helpers.resources import INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, names
+
+    schema = importlib.util.spec_from_file_location("bench_schema", LAMBDAS_DIR / STREAM_TO_DYNAMODB / "schema.py")
+    schema_module = importlib.util.module_from_spec(schema)
+    schema.loader.exec_module(schema_module)  # type: ignore[union-attr]
+
+    n = names()
+    roles = {role.folder: iam.ensure_role(role) for role in iam.course_roles(n)}
+    if "customer_authorizer" not in roles:  # a role of its own (it calls no AWS API)
+        roles["customer_authorizer"] = config.client("iam").create_role(
+            RoleName=n.role("customer_authorizer"),
+            AssumeRolePolicyDocument=json.dumps(iam.LAMBDA_TRUST_POLICY))["Role"]["Arn"]
+
+    stream_arn = deploy.ensure_stream(n.stream, shards)
+    deploy.ensure_stream(f"{n.stream}-slice", shards)
+    deploy.ensure_bucket(n.lake_bucket)
+    deploy.ensure_table(n.table, schema_module.TABLE_SCHEMA)
+    queue_url = deploy.ensure_queue(n.quarantine_queue)
+
+    ingest = deploy.deploy_function(INGEST_API, role_arn=roles[INGEST_API], environment={"STREAM_NAME": n.stream})
+    ingest_slice = deploy.deploy_function(INGEST_API, role_arn=roles[INGEST_API], name=f"{PREFIX}-ingest-api-slice",
+                                          environment={"STREAM_NAME": f"{n.stream}-slice"})
+    to_s3 = deploy.deploy_function(STREAM_TO_S3, role_arn=roles[STREAM_TO_S3], timeout=120,
+                                   environment={"LAKE_BUCKET": n.lake_bucket, "QUARANTINE_QUEUE_URL": queue_url})
+    to_dynamodb = deploy.deploy_function(STREAM_TO_DYNAMODB, role_arn=roles[STREAM_TO_DYNAMODB], timeout=120,
+                                         environment={"TABLE_NAME": n.table, "QUARANTINE_QUEUE_URL": queue_url})
+    query = deploy.deploy_function(QUERY_API, role_arn=roles[QUERY_API], environment={"TABLE_NAME": n.table})
+    authorizer = deploy.deploy_function("customer_authorizer", role_arn=roles["customer_authorizer"],
+                                        environment={"AUTH_SECRET": AUTH_SECRET})
+
+    ingest_api = deploy.ensure_rest_api(f"{PREFIX}-ingest", [deploy.Route("/transactions", "POST", ingest)])
+    slice_api = deploy.ensure_rest_api(f"{PREFIX}-ingest-slice", [deploy.Route("/transactions", "POST", ingest_slice)])
+    query_api = deploy.ensure_rest_api(
+        f"{PREFIX}-query",
+        [deploy.Route("/invoices/{invoice_no}", "GET", query),
+         deploy.Route("/customers/{customer_id}/invoices", "GET", query)],
+        authorizer=deploy.Authorizer(f"{PREFIX}-customers", authorizer))
+
+    mappings = {}
+    for label, function in (("s3", to_s3), ("dynamodb", to_dynamodb)):
+        mappings[label] = deploy.ensure_event_source_mapping(
+            function, stream_arn, StartingPosition="TRIM_HORIZON", BatchSize=esm_batch,
+            MaximumBatchingWindowInSeconds=ESM_WINDOW_S, FunctionResponseTypes=["ReportBatchItemFailures"],
+            BisectBatchOnFunctionError=True, MaximumRetryAttempts=5, ParallelizationFactor=1)
+    return {"names": n, "queue_url": queue_url, "ingest_url": ingest_api.url_for("transactions"),
+            "slice_url": slice_api.url_for("transactions"), "query_api": query_api, "mappings": mappings,
+            "functions": {"ingest": ingest, "s3": to_s3, "dynamodb": to_dynamodb, "query": query}}
+
+
+def _warm(urls: list[str]) -> None:
+    """One tiny POST per ingestion API, so the first timed POST does not pay a worker's cold start
+    alone (the consumers' cold starts are inside the measurement: they start with the first records)."""
+    import requests
+
+    for url in urls:
+        requests.post(url, data="[]", timeout=30)  # 400 "no rows": the function ran, nothing was stored
+
+
+# --------------------------------------------------------------------------------------------------
+# Drain monitor: the mappings' checkpoints (the local cloud persists them per shard)
+
+
+class DrainMonitor:
+    """Watches `<state>/event_sources/<uuid>.json` of each mapping: a mapping is drained when its
+    per-shard checkpoints (moto's sequence numbers are contiguous from 1) add up to the records on
+    the stream. The drain time is the checkpoint file's mtime at that moment (its last write)."""
+
+    def __init__(self, state_dir: Path, mappings: dict[str, str], started: float):
+        self.paths = {label: state_dir / "event_sources" / f"{uuid}.json" for label, uuid in mappings.items()}
+        self.started = started
+        self.expected: int | None = None
+        self.done: dict[str, float] = {}
+        self.timeline: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def positions(self, label: str) -> int:
+        try:
+            return sum(int(v) for v in json.loads(self.paths[label].read_text())["shards"].values())
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        last_log = 0.0
+        while not self._stop.wait(0.25):
+            now = time.time()
+            snapshot = {label: self.positions(label) for label in self.paths}
+            for label, count in snapshot.items():
+                if label not in self.done and self.expected is not None and count >= self.expected:
+                    self.done[label] = self.paths[label].stat().st_mtime - self.started
+            if now - last_log >= 5:
+                last_log = now
+                self.timeline.append({"t": round(now - self.started, 1), **snapshot})
+                _log(f"t={now - self.started:6.1f}s  consumed " + "  ".join(f"{k}={v:,}" for k, v in snapshot.items()))
+            if self.expected is not None and len(self.done) == len(self.paths):
+                return
+
+    def wait(self, expected: int, timeout: float) -> dict[str, float]:
+        _log(f"waiting for both mappings to consume {expected:,} records")
+        self.expected = expected
+        self._thread.join(timeout)
+        self._stop.set()
+        return dict(self.done)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconciliation
+
+
+def _stream_records(stream: str) -> tuple[int, set[str], dict[str, int]]:
+    """Every record on every shard (GetRecords from TRIM_HORIZON): count, distinct record_ids, invoices."""
+    from helpers import config
+
+    kinesis = config.client("kinesis")
+    count, ids, invoices = 0, set(), {}
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            answer = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            for record in answer["Records"]:
+                row = json.loads(record["Data"])
+                count += 1
+                ids.add(row["record_id"])
+                invoices[row["InvoiceNo"]] = invoices.get(row["InvoiceNo"], 0) + 1
+            if not answer["Records"]:
+                break
+            iterator = answer.get("NextShardIterator")
+    return count, ids, invoices
+
+
+def _lake_lines(bucket: str) -> tuple[int, int, set[str]]:
+    """Objects, lines and distinct record_ids under raw/ in the lake."""
+    from helpers import config
+
+    s3 = config.client("s3")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="raw/")
+            for o in page.get("Contents", [])]
+
+    def read(key: str) -> list[str]:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        return [json.loads(line)["record_id"] for line in body.splitlines() if line]
+
+    lines, ids = 0, set()
+    with ThreadPoolExecutor(4) as pool:
+        for found in pool.map(read, keys):
+            lines += len(found)
+            ids.update(found)
+    return len(keys), lines, ids
+
+
+def _dynamodb_lines(table: str, invoices: list[str]) -> tuple[int, int]:
+    """Line items (Query Select=COUNT per invoice partition) and DescribeTable's ItemCount."""
+    from helpers import config
+
+    dynamodb = config.client("dynamodb")
+
+    def count(invoice: str) -> int:
+        request = {"TableName": table, "Select": "COUNT",
+                   "KeyConditionExpression": "PK = :pk AND begins_with(SK, :line)",
+                   "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice}"}, ":line": {"S": "LINE#"}}}
+        total = 0
+        while True:
+            answer = dynamodb.query(**request)
+            total += answer["Count"]
+            if "LastEvaluatedKey" not in answer:
+                return total
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    with ThreadPoolExecutor(4) as pool:
+        lines = sum(pool.map(count, invoices))
+    items = dynamodb.describe_table(TableName=table)["Table"]["ItemCount"]
+    return lines, items
+
+
+def _quarantined(queue_url: str) -> dict[str, int]:
+    """Quarantine messages by the function that sent them (both consumers share the queue)."""
+    from helpers import config
+
+    sqs = config.client("sqs")
+    by_source: dict[str, int] = {}
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                       VisibilityTimeout=600).get("Messages", [])
+        if not messages:
+            return by_source
+        for message in messages:
+            source = json.loads(message["Body"]).get("source", "unknown")
+            by_source[source] = by_source.get(source, 0) + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The three measurements
+
+
+def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, Any]:
+    from helpers import client
+
+    n = built["names"]
+    started = time.time()
+    monitor = DrainMonitor(state_dir, built["mappings"], started)
+    monitor.start()
+    _log(f"sending {len(rows):,} rows (batches of {POST_BATCH}, {CONCURRENCY} threads)")
+    summary = client.send(built["ingest_url"], rows, batch_size=POST_BATCH, concurrency=CONCURRENCY, progress=False)
+    send_s = time.time() - started
+    _log(str(summary))
+    drained = monitor.wait(summary.accepted, DRAIN_TIMEOUT_S)
+    everything_s = max(drained.values()) if len(drained) == 2 else None
+    _log(f"drained: {drained}; reconciling")
+
+    reconcile_started = time.perf_counter()
+    on_stream, stream_ids, invoices = _stream_records(n.stream)
+    objects, lake_lines, lake_ids = _lake_lines(n.lake_bucket)
+    _log(f"lake: {objects:,} objects, {lake_lines:,} lines")
+    _log(f"stream read back: {on_stream:,} records, {len(invoices):,} invoices")
+    table_lines, table_items = _dynamodb_lines(n.table, sorted(invoices))
+    _log(f"table: {table_lines:,} line items, ItemCount {table_items:,}")
+    quarantined = _quarantined(built["queue_url"])
+    reconcile_s = time.perf_counter() - reconcile_started
+
+    q_s3, q_ddb = quarantined.get("stream_to_s3", 0), quarantined.get("stream_to_dynamodb", 0)
+    checks = {
+        "sent == accepted + rejected": summary.sent == summary.accepted + len(summary.rejected),
+        "failed == 0": summary.failed == 0,
+        "kinesis records == accepted": on_stream == summary.accepted,
+        "kinesis distinct record_id == records": len(stream_ids) == on_stream,
+        "lake distinct record_id == kinesis - quarantined(s3)": len(lake_ids) == len(stream_ids) - q_s3,
+        "lake record_ids are the stream's": lake_ids <= stream_ids,
+        "dynamodb line items + quarantined(dynamodb) == kinesis": table_lines + q_ddb == len(stream_ids),
+        "dynamodb ItemCount == line items + one header per invoice": table_items == table_lines + len(invoices),
+    }
+    return {
+        "file": str(REAL_FILE),
+        "rows_sent": summary.sent, "accepted": summary.accepted, "rejected": len(summary.rejected),
+        "failed": summary.failed, "requests": summary.requests, "retries": summary.retries,
+        "rejected_reasons": sorted({r.reason for r in summary.rejected})[:5],
+        "kinesis_records": on_stream, "kinesis_distinct_record_ids": len(stream_ids), "invoices": len(invoices),
+        "lake_objects": objects, "lake_lines": lake_lines, "lake_distinct_record_ids": len(lake_ids),
+        "dynamodb_line_items": table_lines, "dynamodb_item_count": table_items,
+        "quarantined": quarantined,
+        "send_s": round(send_s, 2), "send_rows_per_s": _rate(summary.sent, send_s),
+        "drain_s3_s": round(drained["s3"], 2) if "s3" in drained else None,
+        "drain_dynamodb_s": round(drained["dynamodb"], 2) if "dynamodb" in drained else None,
+        "first_post_to_drained_s": round(everything_s, 2) if everything_s else None,
+        "end_to_end_rows_per_s": _rate(summary.sent, everything_s) if everything_s else None,
+        "reconcile_s": round(reconcile_s, 2),
+        "first_post_to_reconciled_s": round(everything_s + reconcile_s, 2) if everything_s else None,
+        "target_s": TARGET_S,
+        "met_target": bool(everything_s and everything_s + reconcile_s <= TARGET_S),
+        "consumed_timeline": monitor.timeline,
+        "checks": checks,
+        "reconciled": all(checks.values()) and len(drained) == 2,
+    }
+
+
+def _client_comparison(url: str, rows: Any) -> dict[str, Any]:
+    from helpers import client
+
+    _log(f"client comparison on {len(rows):,} rows: per row, then batched")
+    per_row = client.send(url, rows, per_row=True, progress=False)
+    batched = client.send(url, rows, batch_size=POST_BATCH, concurrency=CONCURRENCY, progress=False)
+    return {
+        "rows": len(rows),
+        "per_row_s": round(per_row.seconds, 2), "per_row_rows_per_s": round(per_row.rows_per_s),
+        "per_row_requests": per_row.requests,
+        "batched_s": round(batched.seconds, 3), "batched_rows_per_s": round(batched.rows_per_s),
+        "batched_requests": batched.requests,
+        "ratio": round(per_row.seconds / batched.seconds, 1) if batched.seconds else None,
+        "target_ratio": 30, "all_answered": per_row.ok and batched.ok,
+        "accepted": [per_row.accepted, batched.accepted],
+    }
+
+
+def _query_latency(api: Any, rows: Any, rate: float, seconds: float) -> dict[str, Any]:
+    import requests
+
+    mint = _load_module("customer_authorizer").mint_token
+    by_invoice: dict[str, str] = {}
+    for record in rows.records:
+        by_invoice.setdefault(record["InvoiceNo"], record.get("CustomerID") or "")
+    chooser = random.Random(42)
+    invoices = chooser.sample(sorted(by_invoice), min(300, len(by_invoice)))
+    customers = chooser.sample(sorted({c for c in by_invoice.values() if c}), min(300, len({c for c in by_invoice.values() if c})))
+    admin = mint("admin", AUTH_SECRET)
+    plan: list[tuple[str, str, str]] = []
+    for i in range(int(rate * seconds)):
+        if i % 2 == 0:
+            invoice = invoices[(i // 2) % len(invoices)]
+            customer = by_invoice[invoice]
+            plan.append(("invoice", api.url_for(f"invoices/{invoice}"), mint(customer, AUTH_SECRET) if customer else admin))
+        else:
+            customer = customers[(i // 2) % len(customers)]
+            plan.append(("customer", api.url_for(f"customers/{customer}/invoices?limit=20"), mint(customer, AUTH_SECRET)))
+
+    local = threading.local()
+    results: list[tuple[str, int, float, float, float]] = []
+    lock = threading.Lock()
+
+    def call(kind: str, url: str, token: str, due: float) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        begun = time.perf_counter()
+        try:
+            status = session.get(url, headers={"Authorization": token}, timeout=QUERY_GRACE_S).status_code
+        except requests.RequestException:
+            status = 0
+        ended = time.perf_counter()
+        with lock:
+            results.append((kind, status, ended - begun, begun - due, ended))
+
+    _log(f"query API: {len(plan)} requests at {rate:g}/s")
+    pool = ThreadPoolExecutor(16)
+    start = time.perf_counter() + 0.1
+    futures = []
+    for index, (kind, url, token) in enumerate(plan):
+        due = start + index / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        futures.append(pool.submit(call, kind, url, token, due))
+    wait(futures, timeout=QUERY_GRACE_S)  # a backlog the API cannot serve is reported, not waited out
+    pool.shutdown(wait=False, cancel_futures=True)
+    with lock:
+        answered = list(results)
+    statuses: dict[str, int] = {}
+    for _, status, _, _, _ in answered:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "requests": len(plan), "answered": len(answered), "rate_per_s": rate, "seconds": seconds,
+        "achieved_rate_per_s": round(len(answered) / (max(r[4] for r in answered) - start), 1) if answered else None,
+        "statuses": statuses,
+        "all": _ms([r[2] for r in answered if r[1] == 200]),
+        "invoice": _ms([r[2] for r in answered if r[0] == "invoice" and r[1] == 200]),
+        "customer_invoices": _ms([r[2] for r in answered if r[0] == "customer" and r[1] == 200]),
+        "start_lag": _ms([max(r[3], 0.0) for r in answered]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(rows: int | None = ROWS, shards: int | None = SHARDS, esm_batch: int = ESM_BATCH,
+        skip: tuple[str, ...] = tuple(filter(None, os.environ.get("BENCH_PIPELINE_SKIP", "").split(",")))) -> dict[str, Any]:
+    if not REAL_FILE.exists():
+        from helpers import dataset
+
+        return {"skipped": f"{REAL_FILE} not found ({dataset.REAL_FILE_HINT}; or set RETAIL_REAL_DATA)"}
+    from helpers import client, config
+    from helpers.localcloud import lifecycle
+
+    loading = time.perf_counter()
+    selected = client.read_rows(REAL_FILE, nrows=rows)
+    load_s = time.perf_counter() - loading
+    shards = shards or capacity_shards(len(selected), TARGET_S / 2)
+    _log(f"{len(selected):,} rows read in {load_s:.1f} s; {shards} shards, ESM batch {esm_batch}")
+
+    saved = {name: os.environ.get(name) for name in ("RETAIL_TARGET", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                                     "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RETAIL_PREFIX")}
+    os.environ.pop("RETAIL_TARGET", None)
+    home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    result: dict[str, Any] = {"rows": len(selected), "shards": shards, "esm_batch_size": esm_batch,
+                              "esm_batching_window_s": ESM_WINDOW_S, "post_batch": POST_BATCH,
+                              "client_concurrency": CONCURRENCY, "read_rows_s": round(load_s, 2)}
+    try:
+        with lifecycle.running(home) as endpoint:
+            os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+                              AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+            config.configure(target="local", endpoint_url=endpoint, region="us-east-1", prefix=PREFIX)
+            building = time.perf_counter()
+            built = _build(shards, esm_batch)
+            _warm([built["ingest_url"], built["slice_url"]])
+            result["deploy_s"] = round(time.perf_counter() - building, 2)
+            state_dir = lifecycle.state_dir(urlsplit(endpoint).port)
+            result["pipeline"] = _pipeline(built, selected, state_dir)
+            if "client" not in skip:
+                result["client"] = _client_comparison(built["slice_url"], client.Rows(
+                    selected.records[:SLICE], selected.times.iloc[:SLICE].reset_index(drop=True)))
+            if "query" not in skip:
+                result["query"] = _query_latency(built["query_api"], selected, QUERY_RATE, QUERY_S)
+    finally:
+        config._current = None
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    global POST_BATCH, CONCURRENCY, ESM_WINDOW_S, QUERY_S
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=ROWS, help="only the first N rows (default: the whole file)")
+    parser.add_argument("--shards", type=int, default=SHARDS, help="Kinesis shards (default: capacity arithmetic)")
+    parser.add_argument("--esm-batch", type=int, default=ESM_BATCH, help="event source mapping BatchSize")
+    parser.add_argument("--esm-window", type=int, default=ESM_WINDOW_S, help="MaximumBatchingWindowInSeconds")
+    parser.add_argument("--post-batch", type=int, default=POST_BATCH, help="rows per POST of the client")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="client threads")
+    parser.add_argument("--query-seconds", type=float, default=QUERY_S)
+    parser.add_argument("--skip", nargs="*", choices=("client", "query"), default=[])
+    parser.add_argument("--out", type=Path, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    POST_BATCH, CONCURRENCY, ESM_WINDOW_S, QUERY_S = args.post_batch, args.concurrency, args.esm_window, args.query_seconds
+    result = run(rows=args.rows, shards=args.shards, esm_batch=args.esm_batch, skip=tuple(args.skip))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
