@@ -5,6 +5,8 @@
   3,712 rows lost with 4 concurrent ingest Lambdas). Puts are serialized, as AWS orders them per shard.
 - The shard's first/last sequence number were found by listing every key (O(n) per put, so a
   541,909-record stream cost O(n^2)); dicts keep insertion order, so they are O(1) here.
+- A DynamoDB item checked its 400 KB limit by re-measuring every attribute each time it set one
+  (O(n^2) per item, a third of BatchWriteItem's time); a new item is now measured once.
 - DynamoDB `Query` sorted every item of the table to keep one partition (about 1 s per query on the
   570,000 items of the full file's serving table). On the table's key it now reads that partition; on
   a global secondary index it reads the items of that index key from a map built in one pass and
@@ -43,6 +45,7 @@ def apply() -> None:
     Shard.get_min_sequence_number = get_min_sequence_number  # type: ignore[method-assign]
     Shard.get_max_sequence_number = get_max_sequence_number  # type: ignore[method-assign]
     _query_one_partition()
+    _item_size_once()
     _applied = True
 
 
@@ -107,3 +110,20 @@ def _query_one_partition() -> None:
             setattr(DynamoDBBackend, name, bumping(getattr(DynamoDBBackend, name)))
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def _item_size_once() -> None:
+    """Item(...) measures its attributes once for the size limit instead of once per attribute set."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    def init(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        item.hash_key, item.range_key = hash_key, range_key
+        converted = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:  # moto's limit
+            raise ItemSizeTooLarge
+        item.attrs = LimitedSizeDict()
+        dict.update(item.attrs, converted)  # later single-attribute updates still go through the check
+
+    Item.__init__ = init  # type: ignore[method-assign]

@@ -7,9 +7,10 @@ The model (schema in `schema.py`):
   record_id), cancellations (C...), adjustments (A...) and guest sales (no CustomerID attribute);
 - one header per invoice, PK `INVOICE#<InvoiceNo>`, SK `HEADER`: customer, country, date, type
   (sale / cancellation / adjustment), `total_amount` (sum of Quantity x UnitPrice, exact decimals),
-  `total_quantity`, `line_count`, and `lines`, a map record_id -> amount that is the ledger of what
-  the totals already contain. Each update adds only lines absent from the ledger, in the same atomic
-  UpdateItem (conditional on their absence), so a replay never double-counts;
+  `total_quantity`, `line_count`. The header is *derived*: after a batch writes its lines, each of its
+  invoices' lines are read back (one Query) and the header put whole, so a replay or another batch
+  boundary derives the same header and totals cannot double (a shard is processed by one invocation
+  at a time and an invoice's lines share a shard, so two writers never race on one header);
 - the header carries GSI1PK `CUSTOMER#<CustomerID>` / GSI1SK `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>`,
   so index GSI1 lists a customer's invoices by date with their totals. Guest invoices have no GSI1 keys.
   All ids are strings ("17850", never 17850.0), all keys are derived from the record alone.
@@ -58,7 +59,6 @@ INVOICE_RE = re.compile(r"[CA]?\d{6}")
 CUSTOMER_RE = re.compile(r"\d+")
 HEADER_SK = "HEADER"
 BATCH_WRITE_SIZE = 25
-LINES_PER_UPDATE = 40  # keeps Update/ConditionExpression under DynamoDB's 4 KB expression limit
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
 SQS_BATCH, SQS_MAX_BYTES = 10, 256 * 1024
@@ -236,19 +236,6 @@ def line_item(line: Line) -> dict[str, Any]:
     return {key: _serialize(value) for key, value in item.items() if value is not None and value != ""}
 
 
-def header_fields(line: Line) -> dict[str, Any]:
-    """Header attributes set from the invoice's first line (the same values on every replay)."""
-    fields: dict[str, Any] = {
-        "entity": "INVOICE", "InvoiceNo": line.invoice, "invoice_type": invoice_type(line.invoice),
-        "InvoiceDate": str(line.row["InvoiceDate"]).strip(), "invoice_time": line.moment.strftime("%Y-%m-%dT%H:%M"),
-        "Country": line.row.get("Country"), "CustomerID": line.customer,
-    }
-    if line.customer:
-        fields["GSI1PK"] = f"CUSTOMER#{line.customer}"
-        fields["GSI1SK"] = f"INVOICE#{fields['invoice_time']}#{line.invoice}"
-    return {key: value for key, value in fields.items() if value is not None and value != ""}
-
-
 # --------------------------------------------------------------------------------------------------
 # Line items: BatchWriteItem
 
@@ -292,82 +279,59 @@ def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float]
 
 
 # --------------------------------------------------------------------------------------------------
-# Headers: idempotent totals
+# Headers: totals derived from the lines
 
 
 def update_headers(table: str, lines: list[Line]) -> list[str]:
     """One header per invoice of the batch; sequence numbers of the invoices whose header failed."""
-    invoices: dict[str, dict[str, Line]] = {}
-    for line in lines:
-        invoices.setdefault(line.invoice, {})[line.record_id] = line  # a record_id counts once
     failed: list[str] = []
-    for invoice, by_id in invoices.items():
+    for invoice in dict.fromkeys(line.invoice for line in lines):
         try:
-            update_header(table, invoice, list(by_id.values()))
+            put_header(table, invoice)
         except Exception:  # noqa: BLE001 - reported, Lambda retries these records
-            logger.exception("header of %s not updated", invoice)
+            logger.exception("header of %s not written", invoice)
             failed += [line.sequence for line in lines if line.invoice == invoice]
     return failed
 
 
-def update_header(table: str, invoice: str, lines: list[Line]) -> None:
-    """Create the header with these lines, or add those its ledger does not hold yet."""
-    key = {"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": HEADER_SK}}
-    old = create_header(table, key, lines)
-    for _ in range(MAX_ATTEMPTS):
-        if old is None:
-            return
-        ledger = old.get("lines", {}).get("M", {})
-        missing = [line for line in lines if line.record_id not in ledger]
-        if not missing:
-            return
-        old = add_lines(table, key, missing)
-    raise RuntimeError(f"header of {invoice} kept changing under us")
+def put_header(table: str, invoice: str) -> None:
+    """The header is derived from the invoice's line items as stored (read back with one consistent
+    Query, after this batch wrote its lines): a replay or another batch boundary derives the same
+    header, so totals can never double, and no ledger or conditional update is needed. Its descriptive
+    fields come from the invoice's earliest line, whichever batch brought it."""
+    stored = invoice_lines(table, invoice)
+    if not stored:
+        return
+    first = min(stored, key=lambda item: (item["invoice_time"], item["record_id"]))
+    fields: dict[str, Any] = {
+        "PK": f"INVOICE#{invoice}", "SK": HEADER_SK, "entity": "INVOICE", "InvoiceNo": invoice,
+        "invoice_type": invoice_type(invoice), "InvoiceDate": first.get("InvoiceDate"),
+        "invoice_time": first["invoice_time"], "Country": first.get("Country"), "CustomerID": first.get("CustomerID"),
+        "total_amount": sum((item["amount"] for item in stored), Decimal(0)),
+        "total_quantity": sum(int(item["Quantity"]) for item in stored), "line_count": len(stored),
+    }
+    if fields["CustomerID"]:
+        fields["GSI1PK"] = f"CUSTOMER#{fields['CustomerID']}"
+        fields["GSI1SK"] = f"INVOICE#{fields['invoice_time']}#{invoice}"
+    item = {key: _serialize(value) for key, value in fields.items() if value is not None and value != ""}
+    dynamodb.put_item(TableName=table, Item=item)
 
 
-def create_header(table: str, key: dict[str, Any], lines: list[Line]) -> dict[str, Any] | None:
-    """UpdateItem that only creates; the existing item (low-level format) when there already is one."""
-    fields = header_fields(lines[0])
-    fields.update(lines={line.record_id: line.amount for line in lines},
-                  total_amount=sum((line.amount for line in lines), Decimal(0)),
-                  total_quantity=sum(line.quantity for line in lines), line_count=len(lines))
-    names = {f"#f{i}": name for i, name in enumerate(fields)}
-    values = {f":v{i}": _serialize(value) for i, value in enumerate(fields.values())}
-    expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-    return conditional_update(table, key, expression, "attribute_not_exists(PK)", names, values)
-
-
-def add_lines(table: str, key: dict[str, Any], lines: list[Line]) -> dict[str, Any] | None:
-    """Add lines to the ledger and totals, LINES_PER_UPDATE at a time, each only if none is there yet."""
-    for start in range(0, len(lines), LINES_PER_UPDATE):
-        chunk = lines[start:start + LINES_PER_UPDATE]
-        names = {"#l": "lines", "#t": "total_amount", "#q": "total_quantity", "#n": "line_count"}
-        names.update({f"#r{i}": line.record_id for i, line in enumerate(chunk)})
-        values = {f":a{i}": _serialize(line.amount) for i, line in enumerate(chunk)}
-        values.update({":t": _serialize(sum((line.amount for line in chunk), Decimal(0))),
-                       ":q": _serialize(sum(line.quantity for line in chunk)), ":n": _serialize(len(chunk))})
-        expression = ("SET " + ", ".join(f"#l.#r{i} = :a{i}" for i in range(len(chunk)))
-                      + ", #t = #t + :t, #q = #q + :q, #n = #n + :n")
-        condition = "attribute_exists(#l) AND " + " AND ".join(
-            f"attribute_not_exists(#l.#r{i})" for i in range(len(chunk)))
-        old = conditional_update(table, key, expression, condition, names, values)
-        if old is not None:
-            return old  # someone else added some of them: look at the ledger again
-    return None
-
-
-def conditional_update(table: str, key: dict[str, Any], expression: str, condition: str,
-                       names: dict[str, str], values: dict[str, Any]) -> dict[str, Any] | None:
-    """None when applied; the current item when the condition failed."""
-    try:
-        dynamodb.update_item(TableName=table, Key=key, UpdateExpression=expression, ConditionExpression=condition,
-                             ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                             ReturnValuesOnConditionCheckFailure="ALL_OLD")
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return error.response.get("Item") or {}
-    return None
+def invoice_lines(table: str, invoice: str) -> list[dict[str, Any]]:
+    """The invoice's line items (only what the header needs), all pages."""
+    request: dict[str, Any] = {
+        "TableName": table, "ConsistentRead": True,
+        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :line)",
+        "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice}"}, ":line": {"S": "LINE#"}},
+        "ProjectionExpression": "record_id, Quantity, amount, InvoiceDate, invoice_time, Country, CustomerID",
+    }
+    items: list[dict[str, Any]] = []
+    while True:
+        answer = dynamodb.query(**request)
+        items += [{key: _deserialize(value) for key, value in item.items()} for item in answer["Items"]]
+        if "LastEvaluatedKey" not in answer:
+            return items
+        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 # --------------------------------------------------------------------------------------------------

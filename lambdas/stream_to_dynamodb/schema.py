@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 CUSTOMER_INDEX = "GSI1"
-# Header attributes the customer listing reads from the index (no `lines` ledger: keeps the index small).
+# Header attributes the customer listing reads from the index.
 LISTING_ATTRIBUTES = [
     "InvoiceNo", "CustomerID", "Country", "InvoiceDate", "invoice_time", "invoice_type",
     "total_amount", "total_quantity", "line_count",

@@ -613,7 +613,6 @@ def test_stream_to_dynamodb_invoice_split_over_batches_counts_each_line_once(clo
              "InvoiceDate": "12/1/2010 8:26", "Country": "United Kingdom", "record_id": f"r{q}#1"} for q in range(1, 91)]
     event = synthetic_event([json.dumps(r).encode() for r in rows])
     records = event["Records"]
-    monkeypatch.setattr(to_ddb, "LINES_PER_UPDATE", 7)
     for part in (records[:30], records[10:60], records[:90], records[55:]):
         assert to_ddb.handler({"Records": part}, CONTEXT) == {"batchItemFailures": []}
     header = aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": "INVOICE#536365"}, "SK": {"S": "HEADER"}})["Item"]
