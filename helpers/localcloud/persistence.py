@@ -36,6 +36,9 @@ SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs",
 # Seconds between snapshots while requests change state (pickling holds the GIL: with a big state the
 # interval stretches to 20x the last snapshot's cost: at most 5% of the time); 0 snapshots only on a clean stop.
 INTERVAL_S = float(os.environ.get("RETAIL_LOCALCLOUD_SNAPSHOT_S", "30"))
+# Positions of the event source mappings (state_dir/event_sources), restored with the state they point
+# into. Firehose's are not: its warehouse (DuckDB files) is not rolled back, so re-reading would COPY twice.
+CHECKPOINT_FOLDERS = ("event_sources",)
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Query", "Scan", "Receive", "BatchGet", "Simulate")
 
 
@@ -71,28 +74,46 @@ def _backends() -> dict[str, Any]:
     return {service: get_backend(service) for service in SERVICES}  # type: ignore[call-overload]
 
 
+def _checkpoints(state_dir: Path) -> dict[str, bytes]:
+    """The event source mappings' positions in moto's streams, by relative path."""
+    return {str(file.relative_to(state_dir)): file.read_bytes()
+            for folder in CHECKPOINT_FOLDERS for file in sorted((state_dir / folder).rglob("*.json"))}
+
+
 def save(path: Path) -> float:
-    """Write every used service's state atomically; returns the seconds it took."""
+    """Write every used service's state, and the checkpoints that go with it, atomically; seconds taken.
+
+    The checkpoints are read *before* the state: restored together, a consumer may re-deliver what it
+    handled after the snapshot (at-least-once), but never believes it handled records it did not."""
     started = time.perf_counter()
+    checkpoints = _checkpoints(path.parent)
     state = {service: dict(backend) for service, backend in _backends().items() if len(backend)}
     temporary = path.with_suffix(".tmp")
     with temporary.open("wb") as stream:
-        _pickler(stream).dump(state)
+        _pickler(stream).dump({"services": state, "checkpoints": checkpoints})
     temporary.replace(path)
     return time.perf_counter() - started
 
 
 def load(path: Path) -> list[str]:
-    """Put a snapshot's state back into moto's backends; returns the services restored."""
+    """Put a snapshot's state back into moto's backends, and its checkpoints back in their files (newer
+    ones would point past what the restored streams were known to hold); returns the services restored."""
     if not path.exists():
         return []
     with path.open("rb") as stream:
-        state = pickle.load(stream)
+        snapshot = pickle.load(stream)
     backends = _backends()
-    for service, accounts in state.items():
+    for service, accounts in snapshot["services"].items():
         backends[service].clear()
         backends[service].update(accounts)
-    return sorted(state)
+    for folder in CHECKPOINT_FOLDERS:
+        for stale in (path.parent / folder).rglob("*.json"):
+            stale.unlink()
+    for relative, content in snapshot["checkpoints"].items():
+        target = path.parent / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return sorted(snapshot["services"])
 
 
 class Persistence:

@@ -142,3 +142,17 @@ def test_snapshots_are_taken_only_after_state_changing_requests() -> None:
     assert not executor._dirty.is_set()
     executor.route(request("POST", "Kinesis_20131202.PutRecord"))
     assert executor._dirty.is_set()
+
+
+def test_checkpoints_are_restored_with_the_state_they_point_into(tmp_path: Path) -> None:
+    """A checkpoint written after the last snapshot would point past what the restored lake or table
+    holds: the snapshot's own checkpoints come back instead (re-delivery, never a gap)."""
+    checkpoint = tmp_path / "event_sources" / "mapping.json"
+    checkpoint.parent.mkdir()
+    checkpoint.write_text('{"shards": {"shardId-000000000000": 20}}')
+    persistence.save(tmp_path / persistence.SNAPSHOT_FILE)
+    checkpoint.write_text('{"shards": {"shardId-000000000000": 35}}')  # progress the snapshot never saw
+    (tmp_path / "event_sources" / "newer-mapping.json").write_text("{}")
+    persistence.load(tmp_path / persistence.SNAPSHOT_FILE)
+    assert checkpoint.read_text() == '{"shards": {"shardId-000000000000": 20}}'
+    assert not (tmp_path / "event_sources" / "newer-mapping.json").exists()
