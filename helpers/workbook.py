@@ -119,11 +119,16 @@ def refresh(notebook: Path) -> NotebookRun:
 
 @contextlib.contextmanager
 def _cloud(keep: bool) -> Iterator[None]:
-    """The local cloud for a run (none on target=aws); stopped afterwards if this run started it."""
+    """The local cloud for a run (none on target=aws); stopped afterwards if this run started it.
+
+    A cloud this run starts begins empty (what an earlier run left is forgotten), so `make run` always
+    builds the platform from nothing, as on a fresh account; one already running is used as it is."""
     from helpers import localcloud
 
     local = os.environ.get("RETAIL_TARGET", "local") == "local"
     was_running = local and localcloud.is_running()
+    if local and not was_running:
+        localcloud.reset()
     if local:
         print(f"local cloud: {localcloud.ensure_running()}")
     try:

@@ -47,6 +47,12 @@ def is_running() -> bool:
     return current() is not None
 
 
+def reset() -> bool:
+    """Stop the local cloud and forget its state: the next start is an empty AWS account."""
+    host, port = _configured_address()
+    return down(port, host, wipe=True)
+
+
 def stop() -> bool:
     """Stop the local cloud the settings point at (and its workers). True if one was running."""
     host, port = _configured_address()

@@ -37,3 +37,25 @@ def test_result_lines_and_summary(tmp_path: Path):
     assert "| 01_x | ok | 1.2 | 10 rows stored, 2 quarantined |" in text
     assert "| 02_y | FAILED | 0.5 | cell 3: AssertionError: 1 \\| 2 |" in text
     assert (tmp_path / "summary.md").read_text() == text
+
+
+def test_a_run_that_starts_the_local_cloud_starts_from_an_empty_account(tmp_path, monkeypatch):
+    """What an earlier run left (kept by `down` for exploring) must not leak into `make run`."""
+    import boto3
+
+    from helpers.localcloud import lifecycle
+
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path))
+    port = lifecycle.free_port()
+    endpoint = lifecycle.up(port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        s3.create_bucket(Bucket="left-by-an-earlier-run")
+        lifecycle.down(port)  # state kept
+        with workbook._cloud(keep=False):
+            assert s3.list_buckets()["Buckets"] == []
+        assert lifecycle.status(port) is None  # it started the cloud, so it stopped it
+    finally:
+        lifecycle.down(port, wipe=True)
