@@ -262,24 +262,28 @@ def table_items(table: str) -> pd.DataFrame:
     return pd.DataFrame(items)
 
 
-def quarantined(queue_url: str) -> pd.DataFrame:
-    """The quarantine's messages, read without consuming them (they stay for an operator to replay)."""
+def _peek(queue_url: str) -> list[tuple[dict[str, Any], str]]:
+    """Every message (body, receipt handle), read without consuming: visible again at once."""
     sqs = config.client("sqs")
-    seen: dict[str, dict[str, Any]] = {}
-    handles: list[str] = []
+    seen: dict[str, tuple[dict[str, Any], str]] = {}
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30,
                                        WaitTimeSeconds=0).get("Messages", [])
         if not messages:
             break
         for message in messages:
-            seen[message["MessageId"]] = json.loads(message["Body"])
-            handles.append(message["ReceiptHandle"])
-    for start in range(0, len(handles), 10):  # visible again at once
+            seen[message["MessageId"]] = (json.loads(message["Body"]), message["ReceiptHandle"])
+    handles = [handle for _, handle in seen.values()]
+    for start in range(0, len(handles), 10):
         sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
             for i, handle in enumerate(handles[start:start + 10])])
-    return pd.DataFrame(list(seen.values()))
+    return list(seen.values())
+
+
+def quarantined(queue_url: str) -> pd.DataFrame:
+    """The quarantine's messages, read without consuming them (they stay for an operator to replay)."""
+    return pd.DataFrame([body for body, _ in _peek(queue_url)])
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 120.0, interval_s: float = 0.5,
@@ -316,13 +320,18 @@ def drain(stream: str, quarantine_url: str, source: str, timeout_s: float = 180.
                                     PartitionKey="drain-marker", ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
         markers.add(answer["SequenceNumber"])
 
+    seen: list[str] = []
+
     def arrived() -> bool:
-        found = quarantined(quarantine_url)
-        if found.empty:
-            return False
-        mine = found[found["source"] == source]
-        return markers <= set(mine["sequenceNumber"])
-    return wait_until(arrived, timeout_s, interval_s=1.0, what=f"{source} on {stream}")
+        mine = [(body, handle) for body, handle in _peek(quarantine_url)
+                if body.get("source") == source and body.get("sequenceNumber") in markers]
+        seen[:] = [handle for _, handle in mine]
+        return {body["sequenceNumber"] for body, _ in mine} >= markers
+    waited = wait_until(arrived, timeout_s, interval_s=1.0, what=f"{source} on {stream}")
+    sqs = config.client("sqs")
+    for handle in seen:  # markers are not bad data: they leave the quarantine once they served
+        sqs.delete_message(QueueUrl=quarantine_url, ReceiptHandle=handle)
+    return waited
 
 
 def delete_auth_secret() -> bool:
