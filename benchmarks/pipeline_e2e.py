@@ -223,23 +223,14 @@ class DrainMonitor:
 
 def _stream_records(stream: str) -> tuple[int, set[str], dict[str, int]]:
     """Every record on every shard (GetRecords from TRIM_HORIZON): count, distinct record_ids, invoices."""
-    from helpers import config
+    from helpers import pipelines
 
-    kinesis = config.client("kinesis")
     count, ids, invoices = 0, set(), {}
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            answer = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in answer["Records"]:
-                row = json.loads(record["Data"])
-                count += 1
-                ids.add(row["record_id"])
-                invoices[row["InvoiceNo"]] = invoices.get(row["InvoiceNo"], 0) + 1
-            if not answer["Records"]:
-                break
-            iterator = answer.get("NextShardIterator")
+    for _, record in pipelines.iter_stream(stream):
+        row = json.loads(record["Data"])
+        count += 1
+        ids.add(row["record_id"])
+        invoices[row["InvoiceNo"]] = invoices.get(row["InvoiceNo"], 0) + 1
     return count, ids, invoices
 
 

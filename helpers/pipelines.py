@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -207,20 +207,23 @@ def query_api(shards: int = 1) -> QueryApi:
 # Readers: what is in the stream, the lake, the table and the quarantine
 
 
-def stream_records(stream: str) -> pd.DataFrame:
-    """Every record on the stream (all shards, from the oldest): shard, sequence, and the row it carries."""
+def iter_stream(stream: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(shard id, Kinesis record) for every record on the stream, every shard from its oldest."""
     kinesis = config.client("kinesis")
-    rows = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
                                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         while iterator:
             answer = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             for record in answer["Records"]:
-                rows.append({"shard": shard["ShardId"], "sequence": record["SequenceNumber"],
-                             "partition_key": record["PartitionKey"], **_json_object(record["Data"])})
+                yield shard["ShardId"], record
             iterator = answer.get("NextShardIterator") if answer["Records"] else None
-    return pd.DataFrame(rows)
+
+
+def stream_records(stream: str) -> pd.DataFrame:
+    """Every record on the stream: shard, sequence, partition key, and the row it carries."""
+    return pd.DataFrame([{"shard": shard, "sequence": record["SequenceNumber"], "partition_key": record["PartitionKey"],
+                          **_json_object(record["Data"])} for shard, record in iter_stream(stream)])
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
