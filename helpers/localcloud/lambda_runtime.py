@@ -24,7 +24,6 @@ import os
 import queue
 import re
 import select
-import shutil
 import subprocess
 import sys
 import tempfile

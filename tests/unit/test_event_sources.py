@@ -317,7 +317,8 @@ class TestInProcess:
         from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
         local = cloud()
-        function_arn, stream_arn = local.function(), local.stream(shards=2)
+        local.function()
+        stream_arn = local.stream(shards=2)
         local.awslambda.create_event_source_mapping(FunctionName="consumer", EventSourceArn=stream_arn,
                                                     StartingPosition="TRIM_HORIZON", BatchSize=50)
         put(local, "orders", list(range(300)))

@@ -12,7 +12,7 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator

@@ -4,10 +4,8 @@ nothing skipped (at-least-once), after a clean stop and after a crash (SIGKILL).
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
-import threading
 import time
 import zipfile
 from pathlib import Path
