@@ -21,6 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: the controller already did this
         return
     os.environ.setdefault("RETAIL_LOCALCLOUD_HOME", tempfile.mkdtemp(prefix="retail-localcloud-"))
+    # The local cloud compares its fast JSON path with moto's own code on every request (a test fails on
+    # any difference); benchmarks and users run the fast path alone.
+    os.environ.setdefault("RETAIL_LOCALCLOUD_FASTPATH", "check")
     for name in ("RETAIL_TARGET", "RETAIL_ALLOW_AWS_CREATE", "AWS_PROFILE", "AWS_SESSION_TOKEN", "RETAIL_DATA"):
         os.environ.pop(name, None)
     from helpers.localcloud import lifecycle

@@ -1,0 +1,146 @@
+"""The local cloud's fast JSON-protocol path gives exactly what moto's own parser and serializer give.
+
+Differential: every case goes through both and must be equal (the whole test session also runs the
+local cloud with RETAIL_LOCALCLOUD_FASTPATH=check, which compares the two on every request served).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from moto.core.parse import JSONParser
+from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
+
+from helpers.localcloud import fast_json_protocol as fast
+
+BLOB = b"\x00\xffbinary"
+ATTRIBUTES = {
+    "PK": {"S": "INVOICE#536365"}, "Quantity": {"N": "6"}, "Price": {"N": "2.55"}, "Guest": {"NULL": True},
+    "Paid": {"BOOL": False}, "Tags": {"SS": ["a", "b"]}, "Sizes": {"NS": ["1", "2.5"]},
+    "Raw": {"B": base64.b64encode(BLOB).decode()}, "Raws": {"BS": [base64.b64encode(b"x").decode()]},
+    "Address": {"M": {"city": {"S": "Paris"}, "zip": {"N": "75001"}, "lines": {"L": [{"S": "1 rue"}, {"N": "2"}]}}},
+    "Empty": {"S": ""},
+}
+REQUESTS = [
+    ("dynamodb", "BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": ATTRIBUTES}},
+                                                           {"DeleteRequest": {"Key": {"PK": {"S": "x"}}}}]},
+                                    "ReturnConsumedCapacity": "TOTAL"}),
+    ("dynamodb", "Query", {"TableName": "t", "KeyConditionExpression": "PK = :pk", "Limit": 10,
+                           "ExpressionAttributeValues": {":pk": {"S": "INVOICE#1"}}, "ConsistentRead": True,
+                           "ExclusiveStartKey": {"PK": {"S": "a"}, "SK": {"S": "b"}}, "Unknown": "dropped"}),
+    ("dynamodb", "PutItem", {"TableName": "t", "Item": ATTRIBUTES, "ConditionExpression": None}),
+    ("dynamodb", "BatchGetItem", {"RequestItems": {"t": {"Keys": [{"PK": {"S": "a"}}], "ConsistentRead": True}}}),
+    ("kinesis", "PutRecords", {"StreamName": "s", "Records": [
+        {"Data": base64.b64encode(BLOB).decode(), "PartitionKey": "536365"}]}),
+    ("kinesis", "GetShardIterator", {"StreamName": "s", "ShardId": "shardId-000000000000",
+                                     "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": 1291192000.5}),
+    ("sqs", "SendMessageBatch", {"QueueUrl": "http://q", "Entries": [
+        {"Id": "1", "MessageBody": "{}", "DelaySeconds": 2,
+         "MessageAttributes": {"a": {"DataType": "Binary", "BinaryValue": base64.b64encode(BLOB).decode()}}}]}),
+    ("dynamodb", "ListTables", {}),
+]
+RESULTS = [
+    ("dynamodb", "Query", {"Items": [ATTRIBUTES, {"PK": {"S": "2"}}], "Count": 2, "ScannedCount": 2,
+                           "LastEvaluatedKey": {"PK": {"S": "2"}}}),
+    ("dynamodb", "Query", {"Count": 0, "ScannedCount": 5}),
+    ("dynamodb", "BatchWriteItem", {"UnprocessedItems": {}, "ConsumedCapacity": [{"TableName": "t", "CapacityUnits": 1}]}),
+    ("dynamodb", "BatchGetItem", {"Responses": {"t": [ATTRIBUTES]}, "UnprocessedKeys": {}}),
+    ("dynamodb", "GetItem", {"Item": {"Raw": {"B": BLOB}, "Raws": {"BS": [BLOB]}}}),
+    ("dynamodb", "PutItem", {}),
+    ("kinesis", "PutRecords", {"FailedRecordCount": 0, "Records": [
+        {"SequenceNumber": "1", "ShardId": "shardId-000000000000"}]}),
+    ("kinesis", "GetRecords", {"NextShardIterator": "it", "MillisBehindLatest": 0, "Records": [
+        {"SequenceNumber": "1", "PartitionKey": "k", "Data": BLOB,
+         "ApproximateArrivalTimestamp": datetime(2010, 12, 1, 8, 26, 0, 123456)}]}),
+    ("sqs", "ReceiveMessage", {"Messages": [{"MessageId": "m", "Body": "b", "Attributes": {"SentTimestamp": "1"},
+                                             "MD5OfBody": "x"}]}),
+]
+
+
+def _operation(service: str, name: str) -> Any:
+    return get_service_model(service).operation_model(name)
+
+
+def _moto_parse(operation: Any, body: bytes) -> dict[str, Any]:
+    return JSONParser(operation).parse({"body": body, "headers": {}, "method": "POST", "values": {},
+                                        "url_path": "/", "url_params": {}})
+
+
+def _moto_serialize(operation: Any, result: Any) -> Any:
+    serializer = JSONSerializer(operation_model=operation, value_picker=XFormedAttributePicker())
+    return json.loads(serializer.serialize(result)["body"])
+
+
+@pytest.mark.parametrize(("service", "name", "request_body"), REQUESTS, ids=[f"{s}.{n}" for s, n, _ in REQUESTS])
+def test_requests_parse_as_moto_parses_them(service: str, name: str, request_body: dict[str, Any]) -> None:
+    operation = _operation(service, name)
+    body = json.dumps(request_body).encode()
+    assert fast.parse_body(operation, body) == _moto_parse(operation, body)
+
+
+@pytest.mark.parametrize(("service", "name", "result"), RESULTS, ids=[f"{s}.{n}" for s, n, _ in RESULTS])
+def test_results_serialize_as_moto_serializes_them(service: str, name: str, result: dict[str, Any]) -> None:
+    operation = _operation(service, name)
+    assert json.loads(fast.serialize_result(operation, result)) == _moto_serialize(operation, result)
+
+
+def test_binary_values_are_decoded_and_encoded_like_moto() -> None:
+    parsed = fast.parse_body(_operation("dynamodb", "PutItem"), json.dumps({"TableName": "t", "Item": ATTRIBUTES}))
+    assert parsed["Item"]["Raw"]["B"] == BLOB and parsed["Item"]["Raws"]["BS"] == [b"x"]
+    answer = json.loads(fast.serialize_result(_operation("dynamodb", "GetItem"), {"Item": {"Raw": {"B": BLOB}}}))
+    assert answer == {"Item": {"Raw": {"B": base64.b64encode(BLOB).decode()}}}
+
+
+class Table:
+    """A moto model object: only moto's attribute picker knows how to read it."""
+
+    name = "t"
+
+
+@pytest.mark.parametrize(("name", "result"), [
+    ("DescribeTable", {"Table": Table()}),  # a model object
+    ("Query", {"Items": [], "count": 1}),  # a key that is not a member: moto may read it as an alias
+    ("Query", [1, 2]),  # not a structure at all
+])
+def test_what_it_cannot_be_sure_of_falls_back_to_moto(name: str, result: Any) -> None:
+    with pytest.raises(fast.Fallback):
+        fast.serialize_result(_operation("dynamodb", name), result)
+
+
+def test_a_request_that_is_not_json_falls_back_to_moto() -> None:
+    with pytest.raises(fast.Fallback):
+        fast.parse_body(_operation("dynamodb", "Query"), b"TableName=t")
+    with pytest.raises(fast.Fallback):
+        fast.parse_body(_operation("dynamodb", "Query"), json.dumps({"TableName": "t", "ExpressionAttributeValues": []}))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "off"), ("off", "off"), ("check", "check"), ("", "on"),
+                                                 ("1", "on")])
+def test_mode_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv(fast.MODE_ENV, value)
+    assert fast.mode() == expected
+
+
+def test_the_session_cloud_checks_every_fast_answer_against_moto(aws: Any) -> None:
+    """The suite's local cloud runs in check mode, so a difference would fail the request."""
+    import os
+
+    assert os.environ.get(fast.MODE_ENV) == "check"
+    dynamodb = aws("dynamodb")
+    table = "fastpath-check"
+    dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    item = {**ATTRIBUTES, "Raw": {"B": BLOB}, "Raws": {"BS": [b"x"]}}
+    dynamodb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}}]})
+    got = dynamodb.get_item(TableName=table, Key={"PK": item["PK"]}, ConsistentRead=True)["Item"]
+    assert got["Raw"] == {"B": BLOB} and got["Address"] == item["Address"]
+    answer = dynamodb.query(TableName=table, KeyConditionExpression="PK = :pk",
+                            ExpressionAttributeValues={":pk": item["PK"]}, ProjectionExpression="Quantity, Paid")
+    assert answer["Items"] == [{"Quantity": {"N": "6"}, "Paid": {"BOOL": False}}]
+    dynamodb.delete_table(TableName=table)
