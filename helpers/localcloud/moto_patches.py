@@ -7,6 +7,12 @@
   541,909-record stream cost O(n^2)); dicts keep insertion order, so they are O(1) here.
 - A DynamoDB item checked its 400 KB limit by re-measuring every attribute each time it set one
   (O(n^2) per item, a third of BatchWriteItem's time); a new item is now measured once.
+- moto's dispatcher listed its own package folder (a listdir and ~200 stats) on every request to
+  learn its service names; the list is read once.
+- A projection (`ProjectionExpression`) converted each whole item to Python values and back (boto3's
+  TypeDeserializer, deepcopy, TypeSerializer) to keep a few attributes: two thirds of a projected
+  Query. Top-level scalar attributes are now picked directly (numbers still round-trip through
+  Decimal, as moto normalises them); anything else takes moto's path.
 - DynamoDB `Query` sorted every item of the table to keep one partition (about 1 s per query on the
   570,000 items of the full file's serving table). On the table's key it now reads that partition; on
   a global secondary index it reads the items of that index key from a map built in one pass and
@@ -46,6 +52,11 @@ def apply() -> None:
     Shard.get_max_sequence_number = get_max_sequence_number  # type: ignore[method-assign]
     _query_one_partition()
     _item_size_once()
+    _project_top_level_attributes()
+    _moto_modules_listed_once()
+    from helpers.localcloud import fast_json_protocol
+
+    fast_json_protocol.apply()
     _applied = True
 
 
@@ -127,3 +138,43 @@ def _item_size_once() -> None:
         dict.update(item.attrs, converted)  # later single-attribute updates still go through the check
 
     Item.__init__ = init  # type: ignore[method-assign]
+
+
+_SCALAR_TYPES = frozenset({"S", "N", "BOOL", "NULL"})
+
+
+def _project_top_level_attributes() -> None:
+    """Item.project for expressions that name top-level scalar attributes: the same Item, built
+    without converting the whole item to Python values and back."""
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    from moto.dynamodb.models.dynamo_type import Item
+
+    original_project = Item.project
+    to_python, to_dynamodb = TypeDeserializer().deserialize, TypeSerializer().serialize
+
+    def project(item: Any, projection_expressions: list[list[str]]) -> Any:
+        names = []
+        for expression in projection_expressions:
+            if len(expression) != 1 or not isinstance(expression[0], str) or "[" in expression[0]:
+                return original_project(item, projection_expressions)
+            names.append(expression[0])
+        attrs: dict[str, Any] = {}
+        for name in names:
+            value = item.attrs.get(name)
+            if value is None or name in attrs:
+                continue
+            if value.type not in _SCALAR_TYPES:
+                return original_project(item, projection_expressions)
+            attrs[name] = to_dynamodb(to_python({"N": value.value})) if value.type == "N" else {value.type: value.value}
+        return Item(hash_key=item.hash_key, range_key=item.range_key, attrs=attrs)
+
+    project.moto_original = original_project  # type: ignore[attr-defined]  # for the differential test
+    Item.project = project  # type: ignore[method-assign]
+
+
+def _moto_modules_listed_once() -> None:
+    """moto.backends.list_of_moto_modules() reads moto's folder; its answer cannot change while we run."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
