@@ -34,8 +34,13 @@ SNAPSHOT_FILE = "moto-state.pickle"
 SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs",
             "events", "apigateway", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm")
 # Seconds between snapshots while requests change state (pickling holds the GIL: with a big state the
-# interval stretches to 20x the last snapshot's cost: at most 5% of the time); 0 snapshots only on a clean stop.
+# interval stretches to 20x the last snapshot's cost, failed attempts included: at most 5% of the time);
+# 0 snapshots only on a clean stop. A snapshot waits for a quiet moment (no state-changing request for
+# QUIET_S): pickling a state that requests are changing fails and starts over, and a bulk load would pay
+# for it again and again; after MAX_DEFER_INTERVALS intervals without one it is taken anyway.
 INTERVAL_S = float(os.environ.get("RETAIL_LOCALCLOUD_SNAPSHOT_S", "30"))
+QUIET_S = min(1.0, INTERVAL_S / 2)
+MAX_DEFER_INTERVALS = 10
 # Positions of the event source mappings (state_dir/event_sources), restored with the state they point
 # into. Firehose's are not: its warehouse (DuckDB files) is not rolled back, so re-reading would COPY twice.
 CHECKPOINT_FOLDERS = ("event_sources",)
@@ -127,6 +132,7 @@ class Persistence:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cost_s = 0.0
+        self._last_change = 0.0  # time.monotonic() of the last state-changing request
 
     def start(self, cloud: CloudContext) -> None:
         self.path = cloud.state_dir / SNAPSHOT_FILE
@@ -156,28 +162,38 @@ class Persistence:
             return None
         if target and target.split(".")[-1].startswith(READ_ONLY_PREFIXES):
             return None
+        self._last_change = time.monotonic()
         self._dirty.set()
         return None
 
     def _snapshots(self) -> None:
         while not self._stopping.wait(max(INTERVAL_S, 20 * self._last_cost_s)):
-            if self._dirty.is_set():
-                self._snapshot()
+            if not self._dirty.is_set():
+                continue
+            deadline = time.monotonic() + MAX_DEFER_INTERVALS * INTERVAL_S
+            while time.monotonic() - self._last_change < QUIET_S and time.monotonic() < deadline:
+                if self._stopping.wait(QUIET_S):
+                    return
+            self._snapshot()
 
     def _snapshot(self) -> None:
         if self.path is None:
             return
         self._dirty.clear()
-        for _ in range(3):  # a request changing a dict mid-pickle: try again
-            try:
-                self._last_cost_s = save(self.path)
-                return
-            except RuntimeError:
-                time.sleep(0.1)
-            except Exception:
-                log.exception("snapshot failed")
-                return
-        self._dirty.set()
+        started = time.perf_counter()
+        try:
+            for _ in range(3):  # a request changing a dict mid-pickle: try again
+                try:
+                    save(self.path)
+                    return
+                except RuntimeError:
+                    time.sleep(0.1)
+                except Exception:
+                    log.exception("snapshot failed")
+                    return
+            self._dirty.set()
+        finally:
+            self._last_cost_s = time.perf_counter() - started
 
 
 def make_executor() -> Persistence:
