@@ -93,9 +93,9 @@ def course_roles(names: Names) -> list[FunctionRole]:
             (
                 allow(KINESIS_READ_ACTIONS, [names.stream_arn], "ReadTheStream"),
                 allow(
-                    ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"],
+                    ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
                     [names.table_arn],
-                    "WriteTheServingTable",  # Query: an invoice's lines, read back to derive its header
+                    "WriteTheServingTable",  # BatchGetItem: the headers a batch adds its lines to
                 ),
                 allow(["sqs:SendMessage"], [names.quarantine_queue_arn], "QuarantineBadRecords"),
             ),

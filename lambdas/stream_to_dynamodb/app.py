@@ -7,10 +7,12 @@ The model (schema in `schema.py`):
   record_id), cancellations (C...), adjustments (A...) and guest sales (no CustomerID attribute);
 - one header per invoice, PK `INVOICE#<InvoiceNo>`, SK `HEADER`: customer, country, date, type
   (sale / cancellation / adjustment), `total_amount` (sum of Quantity x UnitPrice, exact decimals),
-  `total_quantity`, `line_count`. The header is *derived*: after a batch writes its lines, each of its
-  invoices' lines are read back (one Query) and the header put whole, so a replay or another batch
-  boundary derives the same header and totals cannot double (a shard is processed by one invocation
-  at a time and an invoice's lines share a shard, so two writers never race on one header);
+  `total_quantity`, `line_count`, and `line_ids`, the record_ids those totals include. After a batch
+  writes its lines, its invoices' headers are read (BatchGetItem), the lines not yet in `line_ids`
+  are added, and the changed headers are put whole (BatchWriteItem): a replay or another batch
+  boundary finds its lines counted already, so totals cannot double, and a batch costs two calls
+  for its headers rather than two per invoice (a shard is processed by one invocation at a time and
+  an invoice's lines share a shard, so two writers never race on one header);
 - the header carries GSI1PK `CUSTOMER#<CustomerID>` / GSI1SK `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>`,
   so index GSI1 lists a customer's invoices by date with their totals. Guest invoices have no GSI1 keys.
   All ids are strings ("17850", never 17850.0), all keys are derived from the record alone.
@@ -58,7 +60,7 @@ DATE_FORMAT = "%m/%d/%Y %H:%M"
 INVOICE_RE = re.compile(r"[CA]?\d{6}")
 CUSTOMER_RE = re.compile(r"\d+")
 HEADER_SK = "HEADER"
-BATCH_WRITE_SIZE = 25
+BATCH_WRITE_SIZE, BATCH_GET_SIZE = 25, 100
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
 SQS_BATCH, SQS_MAX_BYTES = 10, 256 * 1024
@@ -106,7 +108,8 @@ def write_batch(records: list[dict[str, Any]]) -> Outcome:
     outcome = Outcome(lines=len(lines), invoices=len({line.invoice for line in lines}), quarantined=len(bad))
     for sequence in put_lines(table, lines):
         outcome.failed[sequence] = "line item not written"
-    for sequence in update_headers(table, lines):
+    written = [line for line in lines if line.sequence not in outcome.failed]  # counted once they are stored
+    for sequence in update_headers(table, written):
         outcome.failed.setdefault(sequence, "invoice header not updated")
     for sequence in quarantine(queue, bad):
         outcome.failed[sequence] = "could not be quarantined"
@@ -279,59 +282,88 @@ def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float]
 
 
 # --------------------------------------------------------------------------------------------------
-# Headers: totals derived from the lines
+# Headers: the batch's new lines folded into their invoices' totals
 
 
-def update_headers(table: str, lines: list[Line]) -> list[str]:
-    """One header per invoice of the batch; sequence numbers of the invoices whose header failed."""
+def update_headers(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Fold the batch's lines into their invoices' headers: one BatchGetItem per 100 invoices, one
+    BatchWriteItem per 25 changed headers. Sequence numbers of the invoices whose header failed."""
+    by_invoice: dict[str, list[Line]] = {}
+    for line in lines:
+        by_invoice.setdefault(line.invoice, []).append(line)
+    try:
+        stored = get_headers(table, list(by_invoice), sleep)
+    except Exception:  # noqa: BLE001 - reported, Lambda retries these records
+        logger.exception("headers of %d invoices not read", len(by_invoice))
+        return [line.sequence for line in lines]
+    changed = [header for invoice, new in by_invoice.items()
+               if (header := fold_header(invoice, stored.get(invoice), new)) is not None]
     failed: list[str] = []
-    for invoice in dict.fromkeys(line.invoice for line in lines):
-        try:
-            put_header(table, invoice)
-        except Exception:  # noqa: BLE001 - reported, Lambda retries these records
-            logger.exception("header of %s not written", invoice)
-            failed += [line.sequence for line in lines if line.invoice == invoice]
+    for start in range(0, len(changed), BATCH_WRITE_SIZE):
+        left = write_chunk(table, changed[start:start + BATCH_WRITE_SIZE], sleep)
+        for pk, _ in left:
+            failed += [line.sequence for line in by_invoice[pk.removeprefix("INVOICE#")]]
     return failed
 
 
-def put_header(table: str, invoice: str) -> None:
-    """The header is derived from the invoice's line items as stored (read back with one consistent
-    Query, after this batch wrote its lines): a replay or another batch boundary derives the same
-    header, so totals can never double, and no ledger or conditional update is needed. Its descriptive
-    fields come from the invoice's earliest line, whichever batch brought it."""
-    stored = invoice_lines(table, invoice)
-    if not stored:
-        return
-    first = min(stored, key=lambda item: (item["invoice_time"], item["record_id"]))
+def fold_header(invoice: str, stored: dict[str, Any] | None, lines: list[Line]) -> dict[str, Any] | None:
+    """The header with `lines` counted, or None when they all are already (a replay writes nothing).
+
+    `line_ids` holds the record_ids the totals include, so a line is counted once whatever the batch
+    boundaries or replays (a record_id names one exact row). One invocation at a time handles a shard
+    and an invoice's records share a shard (partition key InvoiceNo), so no two writers race on a header.
+    The descriptive fields come from the invoice's earliest line (invoice_time, then record_id)."""
+    counted = set(stored.get("line_ids", ())) if stored else set()
+    fresh: dict[str, Line] = {}
+    for line in lines:
+        if line.record_id not in counted:
+            fresh.setdefault(line.record_id, line)
+    if not fresh:
+        return None
+    first = min(fresh.values(), key=lambda line: (line.moment.strftime("%Y-%m-%dT%H:%M"), line.record_id))
+    first_fields = {"InvoiceDate": str(first.row["InvoiceDate"]).strip(),
+                    "invoice_time": first.moment.strftime("%Y-%m-%dT%H:%M"), "Country": first.row.get("Country"),
+                    "CustomerID": first.customer, "first_record_id": first.record_id}
+    if stored and (stored.get("invoice_time", ""), stored.get("first_record_id", "")) < (
+            first_fields["invoice_time"], first.record_id):
+        first_fields = {key: stored.get(key) for key in first_fields}
     fields: dict[str, Any] = {
         "PK": f"INVOICE#{invoice}", "SK": HEADER_SK, "entity": "INVOICE", "InvoiceNo": invoice,
-        "invoice_type": invoice_type(invoice), "InvoiceDate": first.get("InvoiceDate"),
-        "invoice_time": first["invoice_time"], "Country": first.get("Country"), "CustomerID": first.get("CustomerID"),
-        "total_amount": sum((item["amount"] for item in stored), Decimal(0)),
-        "total_quantity": sum(int(item["Quantity"]) for item in stored), "line_count": len(stored),
+        "invoice_type": invoice_type(invoice), **first_fields,
+        "total_amount": (stored["total_amount"] if stored else Decimal(0)) + sum(
+            (line.amount for line in fresh.values()), Decimal(0)),
+        "total_quantity": (int(stored["total_quantity"]) if stored else 0) + sum(line.quantity for line in fresh.values()),
+        "line_count": len(counted) + len(fresh), "line_ids": counted | set(fresh),
     }
     if fields["CustomerID"]:
         fields["GSI1PK"] = f"CUSTOMER#{fields['CustomerID']}"
         fields["GSI1SK"] = f"INVOICE#{fields['invoice_time']}#{invoice}"
-    item = {key: _serialize(value) for key, value in fields.items() if value is not None and value != ""}
-    dynamodb.put_item(TableName=table, Item=item)
+    return {key: _serialize(value) for key, value in fields.items() if value is not None and value != ""}
 
 
-def invoice_lines(table: str, invoice: str) -> list[dict[str, Any]]:
-    """The invoice's line items (only what the header needs), all pages."""
-    request: dict[str, Any] = {
-        "TableName": table, "ConsistentRead": True,
-        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :line)",
-        "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice}"}, ":line": {"S": "LINE#"}},
-        "ProjectionExpression": "record_id, Quantity, amount, InvoiceDate, invoice_time, Country, CustomerID",
-    }
-    items: list[dict[str, Any]] = []
-    while True:
-        answer = dynamodb.query(**request)
-        items += [{key: _deserialize(value) for key, value in item.items()} for item in answer["Items"]]
-        if "LastEvaluatedKey" not in answer:
-            return items
-        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+def get_headers(table: str, invoices: list[str], sleep: Callable[[float], None]) -> dict[str, dict[str, Any]]:
+    """The stored headers of these invoices (consistent reads, 100 keys a call, UnprocessedKeys retried)."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(invoices), BATCH_GET_SIZE):
+        keys = [{"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": HEADER_SK}} for invoice in invoices[start:start + BATCH_GET_SIZE]]
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sleep(BASE_BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                answer = dynamodb.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+            except ClientError as error:
+                if error.response["Error"]["Code"] in RETRYABLE:
+                    continue
+                raise
+            for item in answer.get("Responses", {}).get(table, []):
+                header = {key: _deserialize(value) for key, value in item.items()}
+                found[header["InvoiceNo"]] = header
+            keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if not keys:
+                break
+        else:
+            raise RuntimeError(f"{len(keys)} headers still unprocessed after {MAX_ATTEMPTS} attempts")
+    return found
 
 
 # --------------------------------------------------------------------------------------------------

@@ -620,6 +620,32 @@ def test_stream_to_dynamodb_invoice_split_over_batches_counts_each_line_once(clo
     assert float(header["total_amount"]["N"]) == pytest.approx(2.55 * sum(range(1, 91)))
 
 
+def test_stream_to_dynamodb_header_takes_its_fields_from_the_earliest_line_whichever_batch_brings_it(
+        cloud: Cloud, to_ddb: ModuleType, aws: Callable[[str], Any], fresh_queue: str,
+        monkeypatch: pytest.MonkeyPatch):
+    table = create_table(aws, f"lt-first-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TABLE_NAME", table)
+    late, early = ({"InvoiceNo": "536365", "StockCode": "85123A", "Quantity": q, "UnitPrice": "2.55", "CustomerID": "17850",
+                    "InvoiceDate": date, "Country": country, "record_id": f"r{q}#1"}
+                   for q, date, country in ((2, "12/1/2010 9:00", "France"), (3, "12/1/2010 8:26", "United Kingdom")))
+    calls: list[str] = []
+    real_get = to_ddb.dynamodb.batch_get_item
+
+    def counting_get(**kwargs: Any) -> dict[str, Any]:
+        calls.append("BatchGetItem")
+        return real_get(**kwargs)
+
+    monkeypatch.setattr(to_ddb.dynamodb, "batch_get_item", counting_get)
+    for row in (late, early, late):  # the late line first, then the earlier one, then a replay
+        assert to_ddb.handler(synthetic_event([json.dumps(row).encode()]), CONTEXT) == {"batchItemFailures": []}
+    header = aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": "INVOICE#536365"}, "SK": {"S": "HEADER"}})["Item"]
+    assert header["InvoiceDate"]["S"] == "12/1/2010 8:26" and header["Country"]["S"] == "United Kingdom"
+    assert header["GSI1SK"]["S"] == "INVOICE#2010-12-01T08:26#536365" and header["first_record_id"]["S"] == "r3#1"
+    assert header["total_quantity"]["N"] == "5" and header["total_amount"]["N"] == "12.75"
+    assert sorted(header["line_ids"]["SS"]) == ["r2#1", "r3#1"] and header["line_count"]["N"] == "2"
+    assert calls == ["BatchGetItem"] * 3  # one read per batch, whatever its invoice count
+
+
 def test_stream_to_dynamodb_reports_unwritten_records_without_blocking_the_rest(
         cloud: Cloud, to_ddb: ModuleType, aws: Callable[[str], Any], fresh_queue: str,
         monkeypatch: pytest.MonkeyPatch):
