@@ -9,6 +9,8 @@
   (O(n^2) per item, a third of BatchWriteItem's time); a new item is now measured once.
 - moto's dispatcher listed its own package folder (a listdir and ~200 stats) on every request to
   learn its service names; the list is read once.
+- Every error answer (an S3 GetObject of a key not written yet, say) rebuilt the service's table of
+  error shapes: moto's cache of them lives in a factory it creates anew for each error. One cache now.
 - A projection (`ProjectionExpression`) converted each whole item to Python values and back (boto3's
   TypeDeserializer, deepcopy, TypeSerializer) to keep a few attributes: two thirds of a projected
   Query. Top-level scalar attributes are now picked directly (numbers still round-trip through
@@ -54,6 +56,7 @@ def apply() -> None:
     _item_size_once()
     _project_top_level_attributes()
     _moto_modules_listed_once()
+    _error_tables_built_once()
     from helpers.localcloud import fast_json_protocol
 
     fast_json_protocol.apply()
@@ -178,3 +181,17 @@ def _moto_modules_listed_once() -> None:
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+
+
+def _error_tables_built_once() -> None:
+    """moto.core.errors.get_error_model creates an ErrorLookupFactory per error: share its cache."""
+    from moto.core.errors import ErrorLookupFactory
+
+    shared: dict[str, Any] = {}
+    original_init = ErrorLookupFactory.__init__
+
+    def init(factory: Any) -> None:
+        original_init(factory)
+        factory._error_lut_cache = shared
+
+    ErrorLookupFactory.__init__ = init  # type: ignore[method-assign]
