@@ -160,3 +160,36 @@ def test_a_server_that_dies_while_starting_reports_its_log(port: int, monkeypatc
     finally:
         squatter.close()
     assert not lifecycle.pidfile(port).exists()
+
+
+def test_the_server_collects_young_objects_and_freezes_the_survivors():
+    """The GC policy: automatic collection off while it runs, cyclic garbage still collected, what
+    survives frozen (moto's state is then never walked again), and everything as before once stopped."""
+    import gc
+
+    from helpers.localcloud.server import keep_state_out_of_gc
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the collector can free it
+
+    stop = threading.Event()
+    policy = threading.Thread(target=keep_state_out_of_gc, args=(stop, 0.05, 3600.0))
+    try:
+        policy.start()
+        time.sleep(0.2)
+        assert not gc.isenabled()
+        survivor = [Node() for _ in range(1000)]
+        garbage = Node()
+        collected = gc.get_stats()[0]["collected"]
+        del garbage
+        deadline = time.monotonic() + 5
+        while gc.get_stats()[0]["collected"] == collected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gc.get_stats()[0]["collected"] > collected  # the garbage cycle went in a young round
+        assert gc.get_freeze_count() >= len(survivor)
+    finally:
+        stop.set()
+        policy.join(5)
+        gc.unfreeze()
+    assert gc.isenabled()
