@@ -41,9 +41,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Callable
 
 import boto3
+from botocore.config import Config
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -52,7 +54,9 @@ from botocore.exceptions import ClientError
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 
-dynamodb = boto3.client("dynamodb")
+# Items are built here from validated records, and DynamoDB validates every request again: botocore's
+# client-side validation of each attribute of each item was a third of this function's CPU time.
+dynamodb = boto3.client("dynamodb", config=Config(parameter_validation=False))
 sqs = boto3.client("sqs")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
@@ -211,9 +215,15 @@ def price(value: Any) -> Decimal:
     raise Invalid(f"UnitPrice {value!r} is not a number")
 
 
+@lru_cache(maxsize=65536)
+def _parse_date(text: str) -> datetime:
+    """strptime is slow and an invoice's lines share their date: parsed once per distinct text."""
+    return datetime.strptime(text.strip(), DATE_FORMAT)
+
+
 def moment(value: Any) -> datetime:
     try:
-        return datetime.strptime(str(value).strip(), DATE_FORMAT)
+        return _parse_date(str(value))
     except ValueError:
         raise Invalid(f"InvoiceDate {value!r} is not a date like 12/1/2010 8:26") from None
 
@@ -227,16 +237,19 @@ def invoice_type(invoice: str) -> str:
 
 
 def line_item(line: Line) -> dict[str, Any]:
+    """The line's item in DynamoDB JSON, written directly (texts as S, Quantity/UnitPrice/amount as N;
+    what TypeSerializer would give, at a fraction of its cost per attribute)."""
     row = line.row
-    item = {
+    texts = {
         "PK": f"INVOICE#{line.invoice}", "SK": f"LINE#{line.record_id}", "entity": "LINE",
         "InvoiceNo": line.invoice, "record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
-        "Description": row.get("Description"), "Quantity": line.quantity, "UnitPrice": line.price,
-        "amount": line.amount, "InvoiceDate": str(row["InvoiceDate"]).strip(),
+        "Description": row.get("Description"), "InvoiceDate": str(row["InvoiceDate"]).strip(),
         "invoice_time": line.moment.strftime("%Y-%m-%dT%H:%M"), "CustomerID": line.customer,
         "Country": row.get("Country"),
     }
-    return {key: _serialize(value) for key, value in item.items() if value is not None and value != ""}
+    item = {key: {"S": str(value)} for key, value in texts.items() if value is not None and value != ""}
+    item.update(Quantity=_serialize(line.quantity), UnitPrice=_serialize(line.price), amount=_serialize(line.amount))
+    return item
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import boto3
@@ -112,7 +113,7 @@ def decode(record: dict[str, Any]) -> Decoded:
     if not isinstance(value, str):
         raise Invalid("InvoiceDate is missing" if value is None else f"InvoiceDate '{value}' is not text")
     try:
-        day = datetime.strptime(value.strip(), DATE_FORMAT)
+        day = invoice_date(value)
     except ValueError:
         raise Invalid(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
     row["record_id"] = str(row.get("record_id") or f"seq-{kinesis['sequenceNumber']}")  # every lake line has one
@@ -145,22 +146,31 @@ def object_key(batch: Batch, hour: tuple[int, int, int, int]) -> str:
     return f"{PREFIX}/year={year:04d}/month={month:02d}/day={dom:02d}/hour={hh:02d}-{batch.shard}.jsonl"
 
 
-def _existing_lines(bucket: str, key: str) -> dict[str, str]:
+@lru_cache(maxsize=65536)
+def invoice_date(text: str) -> datetime:
+    """strptime is slow and an invoice's lines share their date: parsed once per distinct text."""
+    return datetime.strptime(text.strip(), DATE_FORMAT)
+
+
+Line = tuple[tuple[datetime, str, str], str]  # (file order: date, InvoiceNo, record_id), the line
+
+
+def _line(text: str) -> Line:
+    row = json.loads(text)
+    return (invoice_date(row["InvoiceDate"]), str(row.get("InvoiceNo", "")), str(row.get("record_id", ""))), text
+
+
+def _existing_lines(bucket: str, key: str) -> dict[str, Line]:
     """record_id -> line of the file as it is now (empty when it does not exist yet)."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except s3.exceptions.NoSuchKey:
         return {}
     lines = {}
-    for line in body.splitlines():
-        row = json.loads(line)
-        lines[row["record_id"]] = line
+    for text in body.splitlines():
+        line = _line(text)
+        lines[line[0][2]] = line
     return lines
-
-
-def _order(line: str) -> tuple[datetime, str, str]:
-    row = json.loads(line)
-    return datetime.strptime(row["InvoiceDate"].strip(), DATE_FORMAT), str(row.get("InvoiceNo", "")), str(row.get("record_id", ""))
 
 
 def write_partitions(batch: Batch, bucket: str) -> list[str]:
@@ -170,10 +180,10 @@ def write_partitions(batch: Batch, bucket: str) -> list[str]:
         key = object_key(batch, hour)
         try:
             lines = _existing_lines(bucket, key)
-            new = {r.record_id: r.line for r in rows if r.record_id not in lines}
+            new = {r.record_id: _line(r.line) for r in rows if r.record_id not in lines}
             if not new:
                 continue  # a replay: the file already holds every record
-            body = ("\n".join(sorted({**lines, **new}.values(), key=_order)) + "\n").encode("utf-8")
+            body = ("\n".join(text for _, text in sorted({**lines, **new}.values())) + "\n").encode("utf-8")
             s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
         except Exception:  # noqa: BLE001 - any failure: Lambda retries these records
             logger.exception("could not write %s", key)
