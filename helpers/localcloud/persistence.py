@@ -33,11 +33,13 @@ SNAPSHOT_FILE = "moto-state.pickle"
 # The services the workbook uses (a service never called has no state to keep).
 SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs",
             "events", "apigateway", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm")
-# Seconds between snapshots while requests change state (pickling holds the GIL: with a big state the
-# interval stretches to 20x the last snapshot's cost, failed attempts included: at most 5% of the time);
-# 0 snapshots only on a clean stop. A snapshot waits for a quiet moment (no state-changing request for
-# QUIET_S): pickling a state that requests are changing fails and starts over, and a bulk load would pay
-# for it again and again; after MAX_DEFER_INTERVALS intervals without one it is taken anyway.
+# Seconds between snapshots while requests change state; 0 snapshots only on a clean stop. A periodic
+# snapshot is pickled by a forked child (as Redis's BGSAVE): the child sees the state as it was at the
+# fork, consistent and unchanging, while the server goes on answering (pickling the full file's table
+# in the server held the GIL for seconds: every request stalled). The interval still stretches to 20x
+# the last snapshot's cost, and a snapshot waits for a quiet moment (no state-changing request for
+# QUIET_S, at most MAX_DEFER_INTERVALS intervals), because the child's copy-on-write pages cost memory
+# while requests change the state.
 INTERVAL_S = float(os.environ.get("RETAIL_LOCALCLOUD_SNAPSHOT_S", "30"))
 QUIET_S = min(1.0, INTERVAL_S / 2)
 MAX_DEFER_INTERVALS = 10
@@ -97,6 +99,30 @@ def save(path: Path) -> float:
     with temporary.open("wb") as stream:
         _pickler(stream).dump({"services": state, "checkpoints": checkpoints})
     temporary.replace(path)
+    return time.perf_counter() - started
+
+
+def save_in_child(path: Path) -> float:
+    """`save` in a forked child, waited for in this thread only; seconds taken. Falls back to `save`
+    where there is no fork."""
+    if not hasattr(os, "fork"):
+        return save(path)
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: pickle, write, leave without running the parent's cleanup
+        code = 1
+        try:
+            save(path)
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()  # into the server's log
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"snapshot child exited with status {status}")
     return time.perf_counter() - started
 
 
@@ -174,17 +200,17 @@ class Persistence:
             while time.monotonic() - self._last_change < QUIET_S and time.monotonic() < deadline:
                 if self._stopping.wait(QUIET_S):
                     return
-            self._snapshot()
+            self._snapshot(in_child=True)
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, in_child: bool = False) -> None:
         if self.path is None:
             return
         self._dirty.clear()
         started = time.perf_counter()
         try:
-            for _ in range(3):  # a request changing a dict mid-pickle: try again
+            for _ in range(3):  # a request changing a dict mid-pickle (in this process): try again
                 try:
-                    save(self.path)
+                    (save_in_child if in_child else save)(self.path)
                     return
                 except RuntimeError:
                     time.sleep(0.1)

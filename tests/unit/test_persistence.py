@@ -154,3 +154,36 @@ def test_checkpoints_are_restored_with_the_state_they_point_into(tmp_path: Path)
     persistence.load(tmp_path / persistence.SNAPSHOT_FILE)
     assert checkpoint.read_text() == '{"shards": {"shardId-000000000000": 20}}'
     assert not (tmp_path / "event_sources" / "newer-mapping.json").exists()
+
+
+def test_a_periodic_snapshot_is_pickled_by_a_child_while_the_server_goes_on(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child sees the state as it was at the fork: what changes afterwards is not in the file, and
+    this process never paused to pickle it."""
+    import pickle
+
+    from moto.kinesis.models import kinesis_backends
+
+    backend = kinesis_backends["123456789012"]["us-east-1"]
+    backend.create_stream("before-the-fork", shard_count=1)
+    real_save, pid_file = persistence.save, tmp_path / "pickled-by"
+
+    def save(path: Path) -> float:
+        pid_file.write_text(str(os.getpid()))
+        return real_save(path)
+
+    monkeypatch.setattr(persistence, "save", save)
+    cost = persistence.save_in_child(tmp_path / persistence.SNAPSHOT_FILE)
+    backend.create_stream("after-the-fork", shard_count=1)
+    assert cost > 0 and int(pid_file.read_text()) != os.getpid()  # pickled by the child, not here
+    with (tmp_path / persistence.SNAPSHOT_FILE).open("rb") as stream:
+        streams = pickle.load(stream)["services"]["kinesis"]["123456789012"]["us-east-1"].streams
+    assert "before-the-fork" in {s.stream_name for s in streams.values()}
+    assert "after-the-fork" not in {s.stream_name for s in streams.values()}
+    backend.delete_stream(stream_arn=None, stream_name="before-the-fork")
+    backend.delete_stream(stream_arn=None, stream_name="after-the-fork")
+
+
+def test_a_child_that_cannot_snapshot_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="snapshot child exited"):
+        persistence.save_in_child(tmp_path / "missing-folder" / persistence.SNAPSHOT_FILE)
