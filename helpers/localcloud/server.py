@@ -32,8 +32,10 @@ class LocalCloudApp:
         self.executors = executors
         self.context = context
         self.started_at = time.time()
+        self.last_request_at = time.monotonic()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.last_request_at = time.monotonic()
         if environ.get("PATH_INFO") == HEALTH_PATH:
             return self._health(start_response)
         if self.executors:
@@ -79,10 +81,12 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
 
 GC_YOUNG_EVERY_S = 1.0
 GC_FULL_EVERY_S = 600.0
+GC_FULL_WHEN_IDLE_S = 5.0  # a full collection of the full file's state takes seconds: not mid-request
 
 
 def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_EVERY_S,
-                         full_every_s: float = GC_FULL_EVERY_S) -> None:
+                         full_every_s: float = GC_FULL_EVERY_S,
+                         idle_for: Callable[[], float] = lambda: float("inf")) -> None:
     """Collect each object once while it is young, then move it out of the cyclic garbage collector.
 
     moto's state (the full file's serving table is millions of objects) lives long, and Python's own
@@ -90,13 +94,14 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
     BatchWriteItem's time at 75,000 items, and 15% of the server's time with the state frozen every
     5 s. Here automatic collection is off; every `young_every_s` the objects made since the last round
     are collected (cyclic garbage of requests goes there) and the survivors frozen. Frozen objects are
-    still freed by reference counting; cycles among them wait for the full collection done every
-    `full_every_s` (unfreeze, collect, freeze again)."""
+    still freed by reference counting; cycles among them wait for the full collection (unfreeze,
+    collect, freeze again), due every `full_every_s` and done once no request came for
+    GC_FULL_WHEN_IDLE_S (`idle_for()` seconds), since it stops everything for seconds on a big state."""
     gc.disable()
     last_full = time.monotonic()
     try:
         while not stop.wait(young_every_s):
-            if time.monotonic() - last_full >= full_every_s:
+            if time.monotonic() - last_full >= full_every_s and idle_for() >= GC_FULL_WHEN_IDLE_S:
                 gc.unfreeze()
                 gc.collect()
                 last_full = time.monotonic()
@@ -120,7 +125,8 @@ def serve(host: str, port: int, state_dir: Path) -> int:
     for executor in app.executors:
         executor.start(app.context)
     stop_gc_policy = threading.Event()
-    threading.Thread(target=keep_state_out_of_gc, args=(stop_gc_policy,), name="gc-policy", daemon=True).start()
+    threading.Thread(target=keep_state_out_of_gc, args=(stop_gc_policy,), name="gc-policy", daemon=True,
+                     kwargs={"idle_for": lambda: time.monotonic() - app.last_request_at}).start()
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping", signum)

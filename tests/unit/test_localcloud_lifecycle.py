@@ -193,3 +193,32 @@ def test_the_server_collects_young_objects_and_freezes_the_survivors():
         policy.join(5)
         gc.unfreeze()
     assert gc.isenabled()
+
+
+def test_the_full_collection_waits_for_an_idle_moment():
+    import gc
+
+    from helpers.localcloud import server
+
+    busy = threading.Event()
+    busy.set()
+    collected: list[int] = []
+    gc.callbacks.append(lambda phase, info: collected.append(info["generation"]) if phase == "stop" else None)
+    stop = threading.Event()
+    policy = threading.Thread(target=server.keep_state_out_of_gc, args=(stop, 0.05, 0.0),
+                              kwargs={"idle_for": lambda: 0.0 if busy.is_set() else 3600.0})
+    try:
+        policy.start()
+        time.sleep(0.3)
+        assert 2 not in collected  # due at every round, but requests keep coming
+        busy.clear()
+        deadline = time.monotonic() + 5
+        while 2 not in collected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 2 in collected
+    finally:
+        gc.callbacks.pop()
+        stop.set()
+        policy.join(5)
+        gc.unfreeze()
+    assert gc.isenabled()
