@@ -476,9 +476,9 @@ def test_stream_to_s3_partitions_by_event_date_and_replays_change_nothing(cloud:
     for line in lines:
         day = datetime.strptime(line["InvoiceDate"], "%m/%d/%Y %H:%M")
         shard = "shardId-00000000000"
-        assert line["_key"].startswith(f"raw/year={day.year}/month={day.month:02d}/day={day.day:02d}/hour={day.hour:02d}-{shard}")
-    hours_per_shard = {(r["_key"].rsplit("-", 1)[-1], r["InvoiceDate"].split(":")[0]) for r in lines}
-    assert len(objects) == len(hours_per_shard)  # one file per shard and hour, however the batches fell
+        assert line["_key"].startswith(f"raw/year={day.year}/month={day.month:02d}/day={day.day:02d}/{shard}")
+    days_per_shard = {(r["_key"].rsplit("/", 1)[-1], r["InvoiceDate"].split(" ")[0]) for r in lines}
+    assert len(objects) == len(days_per_shard)  # one file per shard and day, however the batches fell
     assert drain(cloud.aws, fresh_queue) == []
 
     # The same batches again (Lambda retried them), then other batch boundaries (the rows posted
@@ -508,7 +508,7 @@ def test_stream_to_s3_quarantines_bad_records_without_failing_the_batch(cloud: C
     assert all(m["source"] == "stream_to_s3" and m["shardId"] == "shardId-000000000007" for m in messages)
     assert ["UTF-8" in messages[0]["reason"], "not JSON" in messages[1]["reason"], "list" in messages[2]["reason"],
             "yesterday" in messages[3]["reason"], "missing" in messages[4]["reason"]] == [True] * 5
-    assert list(lake_objects(cloud.aws, bucket)) == ["raw/year=2010/month=12/day=01/hour=08-shardId-000000000007.jsonl"]
+    assert list(lake_objects(cloud.aws, bucket)) == ["raw/year=2010/month=12/day=01/shardId-000000000007.jsonl"]
 
 
 def test_stream_to_s3_reports_records_whose_file_failed(cloud: Cloud, to_s3: ModuleType, fresh_queue: str,
