@@ -115,7 +115,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "apigateway": _module("apigateway_proxy"),
     "warehouse": _module("warehouse_copy"),
     "dashboard": _module("bi_dashboard"),
-    "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 15-20 minutes
+    "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 10-15 minutes
 }
 
 
