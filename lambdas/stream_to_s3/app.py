@@ -2,8 +2,8 @@
 
 Each record of the batch is decoded (base64 -> UTF-8 JSON object with a parseable InvoiceDate) and
 grouped by its event date into `raw/year=YYYY/month=MM/day=DD/<shard id>.jsonl`: a file per shard and
-day (an hour per file made ten times as many objects of about 18 lines each on the full file, and an
-S3 call per hour of data).
+day (a file per hour made five times as many objects, and S3 calls: 15,755 files of 34 lines on average
+for the full file on 10 shards, against 3,029 of 179).
 A batch *merges* its records into those files (read, add the records whose `record_id` is not there
 yet, write back sorted): the content of a file depends only on which records it holds, not on how
 they were batched, so a retried batch, a bisected batch or the same rows posted again leave the lake
