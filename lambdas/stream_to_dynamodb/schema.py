@@ -5,7 +5,7 @@ Items (all keys are strings, all deterministic, so a replayed batch rewrites the
 | item | PK | SK | GSI1PK / GSI1SK |
 | --- | --- | --- | --- |
 | invoice line | `INVOICE#<InvoiceNo>` | `LINE#<record_id>` | - |
-| invoice header (totals) | `INVOICE#<InvoiceNo>` | `HEADER` | `CUSTOMER#<CustomerID>` / `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>` |
+| invoice header (totals, `line_ids` they count) | `INVOICE#<InvoiceNo>` | `HEADER` | `CUSTOMER#<CustomerID>` / `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>` |
 
 A guest invoice (no CustomerID) has no GSI1 keys, so it is in no customer's list (admins read it by
 number). `GSI1` answers "a customer's invoices, by date" with the header's totals projected.
