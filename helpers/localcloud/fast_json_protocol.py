@@ -81,11 +81,16 @@ def parser(shape: Any, namespace: int) -> Walker:
         return [float]
     if kind not in ("structure", "list", "map") or (kind == "structure" and shape.is_document_type):
         return [None]
+    return _compiled(_parsers, _container_parser, shape, kind, namespace)
+
+
+def _compiled(cache: dict[tuple[int, str], Walker], build: Any, shape: Any, kind: str, namespace: int) -> Walker:
+    """The cached walker of a container shape; registered before it is built, for recursive shapes."""
     key = (namespace, shape.name)
-    walker = _parsers.get(key)
+    walker = cache.get(key)
     if walker is None:
-        walker = _parsers[key] = [None]
-        walker[0] = _container_parser(shape, kind, namespace)
+        walker = cache[key] = [None]
+        walker[0] = build(shape, kind, namespace)
     return walker
 
 
@@ -193,12 +198,7 @@ def serializer(shape: Any, namespace: int) -> Walker:
         return [float]
     if kind not in ("structure", "list", "map"):
         return [_fallback(f"shape type {kind}")]
-    key = (namespace, shape.name)
-    walker = _serializers.get(key)
-    if walker is None:
-        walker = _serializers[key] = [None]
-        walker[0] = _container_serializer(shape, kind, namespace)
-    return walker
+    return _compiled(_serializers, _container_serializer, shape, kind, namespace)
 
 
 def _container_serializer(shape: Any, kind: str, namespace: int) -> Any:
