@@ -100,6 +100,27 @@ def _load_module(folder: str) -> Any:
     return module
 
 
+def cpu_seconds(server_pid: int) -> dict[str, float] | None:
+    """CPU seconds (user + system) used so far by the local cloud's process, its Lambda workers (its
+    children) and this process (the client), from /proc; None where there is no /proc."""
+    import resource
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    try:
+        children = [int(pid) for task in Path(f"/proc/{server_pid}/task").iterdir()  # each thread's children
+                    for pid in (task / "children").read_text().split()]
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {"server": round(used(server_pid), 1), "lambda_workers": round(sum(used(pid) for pid in children), 1),
+                "client": round(own.ru_utime + own.ru_stime, 1)}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _log(message: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -311,6 +332,7 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
     send_s = time.time() - started
     _log(str(summary))
     drained = monitor.wait(summary.accepted, DRAIN_TIMEOUT_S)
+    cpu_at_drain = cpu_seconds(built["server_pid"])
     everything_s = max(drained.values()) if len(drained) == 2 else None
     _log(f"drained: {drained}; reconciling")
 
@@ -350,6 +372,7 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
         "first_post_to_drained_s": round(everything_s, 2) if everything_s else None,
         "end_to_end_rows_per_s": _rate(summary.sent, everything_s) if everything_s else None,
         "reconcile_s": round(reconcile_s, 2),
+        "cpu_s_when_drained": cpu_at_drain,  # the budget on 2 cores: 2 x the drain time
         "first_post_to_reconciled_s": round(everything_s + reconcile_s, 2) if everything_s else None,
         "target_s": TARGET_S,
         "met_target": bool(everything_s and everything_s + reconcile_s <= TARGET_S),
@@ -487,6 +510,7 @@ def run(rows: int | None = ROWS, shards: int | None = SHARDS, esm_batch: int = E
             config.configure(target="local", endpoint_url=endpoint, region="us-east-1", prefix=PREFIX)
             building = time.perf_counter()
             built = _build(shards, esm_batch)
+            built["server_pid"] = lifecycle.health(urlsplit(endpoint).port).pid
             _warm([built["ingest_url"], built["slice_url"]])
             result["deploy_s"] = round(time.perf_counter() - building, 2)
             state_dir = lifecycle.state_dir(urlsplit(endpoint).port)
