@@ -208,15 +208,18 @@ class Persistence:
         self._dirty.clear()
         started = time.perf_counter()
         try:
+            if in_child:  # the child's copy cannot change under it: one attempt
+                save_in_child(self.path)
+                return
             for _ in range(3):  # a request changing a dict mid-pickle (in this process): try again
                 try:
-                    (save_in_child if in_child else save)(self.path)
+                    save(self.path)
                     return
                 except RuntimeError:
                     time.sleep(0.1)
-                except Exception:
-                    log.exception("snapshot failed")
-                    return
+            self._dirty.set()
+        except Exception:
+            log.exception("snapshot failed")
             self._dirty.set()
         finally:
             self._last_cost_s = time.perf_counter() - started

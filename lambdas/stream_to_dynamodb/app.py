@@ -139,6 +139,11 @@ class Line:
         return self.price * self.quantity
 
     @property
+    def invoice_time(self) -> str:
+        """Sortable minute of the sale, as the index and the headers carry it."""
+        return self.moment.strftime("%Y-%m-%dT%H:%M")
+
+    @property
     def customer(self) -> str | None:
         return self.row.get("CustomerID")
 
@@ -244,7 +249,7 @@ def line_item(line: Line) -> dict[str, Any]:
         "PK": f"INVOICE#{line.invoice}", "SK": f"LINE#{line.record_id}", "entity": "LINE",
         "InvoiceNo": line.invoice, "record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
         "Description": row.get("Description"), "InvoiceDate": str(row["InvoiceDate"]).strip(),
-        "invoice_time": line.moment.strftime("%Y-%m-%dT%H:%M"), "CustomerID": line.customer,
+        "invoice_time": line.invoice_time, "CustomerID": line.customer,
         "Country": row.get("Country"),
     }
     item = {key: {"S": str(value)} for key, value in texts.items() if value is not None and value != ""}
@@ -333,9 +338,9 @@ def fold_header(invoice: str, stored: dict[str, Any] | None, lines: list[Line]) 
             fresh.setdefault(line.record_id, line)
     if not fresh:
         return None
-    first = min(fresh.values(), key=lambda line: (line.moment.strftime("%Y-%m-%dT%H:%M"), line.record_id))
+    first = min(fresh.values(), key=lambda line: (line.invoice_time, line.record_id))
     first_fields = {"InvoiceDate": str(first.row["InvoiceDate"]).strip(),
-                    "invoice_time": first.moment.strftime("%Y-%m-%dT%H:%M"), "Country": first.row.get("Country"),
+                    "invoice_time": first.invoice_time, "Country": first.row.get("Country"),
                     "CustomerID": first.customer, "first_record_id": first.record_id}
     if stored and (stored.get("invoice_time", ""), stored.get("first_record_id", "")) < (
             first_fields["invoice_time"], first.record_id):

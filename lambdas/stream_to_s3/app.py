@@ -57,6 +57,12 @@ class Decoded:
     line: str
     day: datetime
     record_id: str
+    invoice: str
+
+    @property
+    def order(self) -> tuple[datetime, str, str]:
+        """Its place in a lake file: date, InvoiceNo, record_id (as `_line` reads it back)."""
+        return self.day, self.invoice, self.record_id
 
 
 @dataclass
@@ -120,7 +126,7 @@ def decode(record: dict[str, Any]) -> Decoded:
         raise Invalid(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
     row["record_id"] = str(row.get("record_id") or f"seq-{kinesis['sequenceNumber']}")  # every lake line has one
     line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-    return Decoded(kinesis["sequenceNumber"], line, day, row["record_id"])
+    return Decoded(kinesis["sequenceNumber"], line, day, row["record_id"], str(row.get("InvoiceNo", "")))
 
 
 def split(records: list[dict[str, Any]]) -> Batch:
@@ -182,7 +188,7 @@ def write_partitions(batch: Batch, bucket: str) -> list[str]:
         key = object_key(batch, day)
         try:
             lines = _existing_lines(bucket, key)
-            new = {r.record_id: _line(r.line) for r in rows if r.record_id not in lines}
+            new = {r.record_id: (r.order, r.line) for r in rows if r.record_id not in lines}
             if not new:
                 continue  # a replay: the file already holds every record
             body = ("\n".join(text for _, text in sorted({**lines, **new}.values())) + "\n").encode("utf-8")
