@@ -10,10 +10,10 @@ Built with `helpers.deploy` exactly as the notebooks build it (prefix `bench`), 
    DynamoDB (first POST -> the mapping's checkpoint reaches the end of every shard), then a
    reconciliation: rows sent = accepted + rejected; records in Kinesis (GetRecords over every shard,
    distinct record_id) = accepted; lines in the lake (distinct record_id) = records in Kinesis
-   - quarantined by stream_to_s3; line items in DynamoDB + quarantined by stream_to_dynamodb = records
-   in Kinesis. DynamoDB line items are counted by a Query (Select=COUNT, SK begins_with LINE#) on every
-   invoice partition (moto's Scan re-sorts the whole table for each page), then cross-checked with
-   DescribeTable's ItemCount (= lines + one header per invoice).
+   - quarantined by stream_to_s3; lines in DynamoDB + quarantined by stream_to_dynamodb = records
+   in Kinesis. DynamoDB's lines are the record_ids in the invoice documents' `lines` (BatchGetItem
+   over every invoice of the stream; none twice, each document's line_count = its lines), then
+   DescribeTable's ItemCount is checked (= one document per invoice).
 2. client: the same first SLICE rows sent the course's way (`per_row=True`: one POST per row,
    sequential) and the project's way (batches of 500, 4 threads) to an ingestion API on a stream of
    its own without consumers (the comparison is about the client): both times and the ratio.
@@ -276,28 +276,33 @@ def _lake_lines(bucket: str) -> tuple[int, int, set[str]]:
     return len(keys), lines, ids
 
 
-def _dynamodb_lines(table: str, invoices: list[str]) -> tuple[int, int]:
-    """Line items (Query Select=COUNT per invoice partition) and DescribeTable's ItemCount."""
+def _dynamodb_lines(table: str, invoices: list[str]) -> tuple[set[str], int, int]:
+    """The record_ids in the invoice documents' `lines` (BatchGetItem, 100 invoices a call), how many
+    documents say a `line_count` other than their lines, and DescribeTable's ItemCount."""
     from helpers import config
 
     dynamodb = config.client("dynamodb")
 
-    def count(invoice: str) -> int:
-        request = {"TableName": table, "Select": "COUNT",
-                   "KeyConditionExpression": "PK = :pk AND begins_with(SK, :line)",
-                   "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice}"}, ":line": {"S": "LINE#"}}}
-        total = 0
-        while True:
-            answer = dynamodb.query(**request)
-            total += answer["Count"]
-            if "LastEvaluatedKey" not in answer:
-                return total
-            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+    def read(chunk: list[str]) -> tuple[list[str], int]:
+        keys = [{"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": "INVOICE"}} for invoice in chunk]
+        ids, miscounted = [], 0
+        while keys:
+            answer = dynamodb.batch_get_item(RequestItems={table: {
+                "Keys": keys, "ProjectionExpression": "line_count, #lines", "ExpressionAttributeNames": {"#lines": "lines"}}})
+            for item in answer["Responses"].get(table, []):
+                lines = [line["M"]["record_id"]["S"] for line in item["lines"]["L"]]
+                ids += lines
+                miscounted += int(item["line_count"]["N"]) != len(lines)
+            keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        return ids, miscounted
 
     with ThreadPoolExecutor(4) as pool:
-        lines = sum(pool.map(count, invoices))
+        answers = list(pool.map(read, [invoices[i:i + 100] for i in range(0, len(invoices), 100)]))
+    ids = [record_id for chunk_ids, _ in answers for record_id in chunk_ids]
+    if len(set(ids)) != len(ids):
+        raise AssertionError(f"{len(ids) - len(set(ids))} record_ids stored twice in the invoice documents")
     items = dynamodb.describe_table(TableName=table)["Table"]["ItemCount"]
-    return lines, items
+    return set(ids), sum(miscounted for _, miscounted in answers), items
 
 
 def _quarantined(queue_url: str) -> dict[str, int]:
@@ -341,8 +346,9 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
     objects, lake_lines, lake_ids = _lake_lines(n.lake_bucket)
     _log(f"lake: {objects:,} objects, {lake_lines:,} lines")
     _log(f"stream read back: {on_stream:,} records, {len(invoices):,} invoices")
-    table_lines, table_items = _dynamodb_lines(n.table, sorted(invoices))
-    _log(f"table: {table_lines:,} line items, ItemCount {table_items:,}")
+    table_ids, miscounted, table_items = _dynamodb_lines(n.table, sorted(invoices))
+    table_lines = len(table_ids)
+    _log(f"table: {table_items:,} invoice documents holding {table_lines:,} lines")
     quarantined = _quarantined(built["queue_url"])
     reconcile_s = time.perf_counter() - reconcile_started
 
@@ -354,8 +360,10 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
         "kinesis distinct record_id == records": len(stream_ids) == on_stream,
         "lake distinct record_id == kinesis - quarantined(s3)": len(lake_ids) == len(stream_ids) - q_s3,
         "lake record_ids are the stream's": lake_ids <= stream_ids,
-        "dynamodb line items + quarantined(dynamodb) == kinesis": table_lines + q_ddb == len(stream_ids),
-        "dynamodb ItemCount == line items + one header per invoice": table_items == table_lines + len(invoices),
+        "dynamodb lines + quarantined(dynamodb) == kinesis": table_lines + q_ddb == len(stream_ids),
+        "dynamodb record_ids are the stream's": table_ids <= stream_ids,
+        "dynamodb line_count == lines in each document": miscounted == 0,
+        "dynamodb ItemCount == one document per invoice": table_items == len(invoices),
     }
     return {
         "file": str(REAL_FILE),
@@ -364,7 +372,7 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
         "rejected_reasons": sorted({r.reason for r in summary.rejected})[:5],
         "kinesis_records": on_stream, "kinesis_distinct_record_ids": len(stream_ids), "invoices": len(invoices),
         "lake_objects": objects, "lake_lines": lake_lines, "lake_distinct_record_ids": len(lake_ids),
-        "dynamodb_line_items": table_lines, "dynamodb_item_count": table_items,
+        "dynamodb_lines": table_lines, "dynamodb_item_count": table_items,
         "quarantined": quarantined,
         "send_s": round(send_s, 2), "send_rows_per_s": _rate(summary.sent, send_s),
         "drain_s3_s": round(drained["s3"], 2) if "s3" in drained else None,

@@ -265,6 +265,14 @@ def table_items(table: str) -> pd.DataFrame:
     return pd.DataFrame(items)
 
 
+def invoice_lines(items: pd.DataFrame) -> pd.DataFrame:
+    """One row per line of the serving table's invoice documents (their `lines`), with its InvoiceNo."""
+    rows = [{"InvoiceNo": invoice, **line}
+            for invoice, lines in zip(items.get("InvoiceNo", []), items.get("lines", [])) for line in lines]
+    return pd.DataFrame(rows, columns=["InvoiceNo", "record_id", "StockCode", "Description", "Quantity",
+                                       "UnitPrice", "amount", "InvoiceDate"])
+
+
 def _peek(queue_url: str) -> list[tuple[dict[str, Any], str]]:
     """Every message (body, receipt handle), read without consuming: visible again at once."""
     sqs = config.client("sqs")

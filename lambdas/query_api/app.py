@@ -12,7 +12,7 @@ into requestContext.authorizer. Defence in depth, this function enforces it too:
 their own list (403 otherwise) and only invoices of their own (403); role=admin reads everything,
 including guest invoices (no CustomerID). Without an authorizer context every data route answers 403.
 
-Reads only (GetItem/Query on the table and its GSI1): the table model is in stream_to_dynamodb.
+Reads only (GetItem on the table, Query on its GSI1): the table model is in stream_to_dynamodb.
 """
 
 from __future__ import annotations
@@ -97,13 +97,12 @@ def get_invoice(
     who = caller()
     if not who.is_admin and who.customer_id is None:
         raise ForbiddenError("no caller identity from the authorizer")
-    header, lines = read_invoice(invoice_no)
-    if header is None and not lines:
+    item = read_invoice(invoice_no)
+    if item is None:
         raise NotFoundError(f"invoice {invoice_no} not found")
-    customer = (header or lines[0]).get("CustomerID")
-    if not who.may_read(customer):
+    if not who.may_read(item.get("CustomerID")):
         raise ForbiddenError(f"invoice {invoice_no} is not yours")
-    return invoice_document(invoice_no, header, lines)
+    return invoice_document(item)
 
 
 @app.get("/customers/<customer_id>/invoices", summary="A customer's invoices by date, a page at a time",
@@ -143,41 +142,24 @@ def openapi() -> dict[str, Any]:
 # Table reads and documents
 
 
-def read_invoice(invoice_no: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Header and lines: one partition, read with Query (paginated for very long invoices)."""
-    header, lines = None, []
-    request: dict[str, Any] = {
-        "TableName": os.environ["TABLE_NAME"], "KeyConditionExpression": "PK = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": f"INVOICE#{invoice_no}"}},
-    }
-    while True:
-        answer = dynamodb.query(**request)
-        for item in map(plain, answer.get("Items", [])):
-            if item["SK"] == "HEADER":
-                header = item
-            elif item["SK"].startswith("LINE#"):
-                lines.append(item)
-        if "LastEvaluatedKey" not in answer:
-            return header, lines
-        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+def read_invoice(invoice_no: str) -> dict[str, Any] | None:
+    """The invoice's item (its lines inside): one GetItem."""
+    answer = dynamodb.get_item(TableName=os.environ["TABLE_NAME"],
+                               Key={"PK": {"S": f"INVOICE#{invoice_no}"}, "SK": {"S": "INVOICE"}})
+    return plain(answer["Item"]) if "Item" in answer else None
 
 
-def invoice_document(invoice_no: str, header: dict[str, Any] | None, lines: list[dict[str, Any]]) -> dict[str, Any]:
-    first = header or lines[0]
-    totals = {
-        "amount": number(header["total_amount"]) if header else number(sum(line["amount"] for line in lines)),
-        "quantity": number(header["total_quantity"]) if header else sum(int(line["Quantity"]) for line in lines),
-        "lines": number(header["line_count"]) if header else len(lines),
-    }
+def invoice_document(item: dict[str, Any]) -> dict[str, Any]:
     return {
-        "invoice_no": invoice_no,
-        "invoice_type": first.get("invoice_type") or {"C": "cancellation", "A": "adjustment"}.get(invoice_no[0], "sale"),
-        "customer_id": first.get("CustomerID"),
-        "country": first.get("Country"),
-        "invoice_date": first.get("InvoiceDate"),
-        "invoice_time": first.get("invoice_time"),
-        "totals": totals,
-        "items": [line_document(line) for line in lines],
+        "invoice_no": item["InvoiceNo"],
+        "invoice_type": item.get("invoice_type"),
+        "customer_id": item.get("CustomerID"),
+        "country": item.get("Country"),
+        "invoice_date": item.get("InvoiceDate"),
+        "invoice_time": item.get("invoice_time"),
+        "totals": {"amount": number(item["total_amount"]), "quantity": number(item["total_quantity"]),
+                   "lines": number(item["line_count"])},
+        "items": [line_document(line) for line in item.get("lines", [])],
     }
 
 

@@ -1,27 +1,31 @@
-"""Kinesis -> DynamoDB serving table (TABLE_NAME): invoice lines, invoice headers with totals, and a
-customer -> invoices index. Nothing posted is lost, and a replayed batch leaves the table unchanged.
+"""Kinesis -> DynamoDB serving table (TABLE_NAME): one document per invoice, holding its lines and
+totals, and a customer -> invoices index. Nothing posted is lost, and a replayed batch changes nothing.
 
-The model (schema in `schema.py`):
-- one item per line, PK `INVOICE#<InvoiceNo>`, SK `LINE#<record_id>`: every posted line is kept,
-  including the repeated (InvoiceNo, StockCode) lines and exact duplicates (they have their own
-  record_id), cancellations (C...), adjustments (A...) and guest sales (no CustomerID attribute);
-- one header per invoice, PK `INVOICE#<InvoiceNo>`, SK `HEADER`: customer, country, date, type
-  (sale / cancellation / adjustment), `total_amount` (sum of Quantity x UnitPrice, exact decimals),
-  `total_quantity`, `line_count`, and `line_ids`, the record_ids those totals include. After a batch
-  writes its lines, its invoices' headers are read (BatchGetItem), the lines not yet in `line_ids`
-  are added, and the changed headers are put whole (BatchWriteItem): a replay or another batch
-  boundary finds its lines counted already, so totals cannot double, and a batch costs two calls
-  for its headers rather than two per invoice (a shard is processed by one invocation at a time and
-  an invoice's lines share a shard, so two writers never race on one header);
-- the header carries GSI1PK `CUSTOMER#<CustomerID>` / GSI1SK `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>`,
-  so index GSI1 lists a customer's invoices by date with their totals. Guest invoices have no GSI1 keys.
-  All ids are strings ("17850", never 17850.0), all keys are derived from the record alone.
+The model (schema in `schema.py`): one item per invoice, PK `INVOICE#<InvoiceNo>`, SK `INVOICE`:
+- `lines`, a list with every posted line of the invoice in stream order, each with its `record_id`:
+  the repeated (InvoiceNo, StockCode) lines and exact duplicates (they have their own record_id),
+  cancellations (C...), adjustments (A...) and guest sales (no CustomerID attribute) included;
+- customer, country, date (from the invoice's earliest line), type (sale / cancellation /
+  adjustment), `total_amount` (sum of Quantity x UnitPrice, exact decimals), `total_quantity`,
+  `line_count`;
+- GSI1PK `CUSTOMER#<CustomerID>` / GSI1SK `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>`, so index GSI1 lists
+  a customer's invoices by date with their totals. Guest invoices have no GSI1 keys.
+All ids are strings ("17850", never 17850.0), all keys are derived from the record alone.
 
-The course's model, for comparison: one item per invoice, PK InvoiceNo and CustomerID as *numbers*,
-one attribute per StockCode. Numbers fail on "C536379" and on a missing CustomerID; a second line of
-the same StockCode in the invoice overwrites the first (10,684 such lines in the full file); and its
-totals, if summed on write, double on every Lambda retry. Here each line is its own item and totals
-are idempotent.
+Why one document: an invoice's lines are bounded and always read together, so `GET /invoices/{n}`
+is one GetItem, and a batch of 1,000 records costs one BatchGetItem (its invoices' documents, up to
+100) and one BatchWriteItem per 25 changed invoices instead of a put per line: on AWS, write units
+are counted per KB of item, so a 150-byte line item costs a whole unit. A batch folds its lines into
+the stored documents: lines whose record_id the document already lists are skipped, so a replay or
+another batch boundary never counts a line twice (a shard is processed by one invocation at a time
+and an invoice's lines share a shard, partition key InvoiceNo, so no two writers race on a
+document). An item is at most 400 KB: the biggest invoice of the real file (1,114 lines) takes about
+a third of it; lines that would push a document past ITEM_BUDGET_BYTES are quarantined with that reason.
+
+The course's model, for comparison: one item per invoice too, but PK InvoiceNo and CustomerID as
+*numbers* and one attribute per StockCode. Numbers fail on "C536379" and on a missing CustomerID; a
+second line of the same StockCode in the invoice overwrites the first (10,684 such lines in the full
+file); and its totals, if summed on write, double on every Lambda retry.
 
 Records that can never be stored (not JSON, no InvoiceNo, unparseable Quantity/UnitPrice/InvoiceDate)
 go to the quarantine queue with a reason and count as processed. A record whose writes failed is
@@ -48,7 +52,7 @@ import boto3
 from botocore.config import Config
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.exceptions import ClientError
 
 logger = logging.getLogger()
@@ -63,17 +67,14 @@ processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 DATE_FORMAT = "%m/%d/%Y %H:%M"
 INVOICE_RE = re.compile(r"[CA]?\d{6}")
 CUSTOMER_RE = re.compile(r"\d+")
-HEADER_SK = "HEADER"
+INVOICE_SK = "INVOICE"
+ITEM_BUDGET_BYTES = 390 * 1024  # DynamoDB's item limit is 400 KB; the rest is headroom for the invoice's fields
 BATCH_WRITE_SIZE, BATCH_GET_SIZE = 25, 100
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
 SQS_BATCH, SQS_MAX_BYTES = 10, 256 * 1024
 RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
              "InternalServerError"}
-
-_serialize = TypeSerializer().serialize
-_deserialize = TypeDeserializer().deserialize
-
 
 class Invalid(ValueError):
     """A record that can never be stored (quarantined, counted as processed)."""
@@ -109,12 +110,11 @@ class Outcome:
 def write_batch(records: list[dict[str, Any]]) -> Outcome:
     table, queue = os.environ["TABLE_NAME"], os.environ["QUARANTINE_QUEUE_URL"]
     lines, bad = decode_all(records)
-    outcome = Outcome(lines=len(lines), invoices=len({line.invoice for line in lines}), quarantined=len(bad))
-    for sequence in put_lines(table, lines):
-        outcome.failed[sequence] = "line item not written"
-    written = [line for line in lines if line.sequence not in outcome.failed]  # counted once they are stored
-    for sequence in update_headers(table, written):
-        outcome.failed.setdefault(sequence, "invoice header not updated")
+    outcome = Outcome(lines=len(lines), invoices=len({line.invoice for line in lines}))
+    failed, full = update_invoices(table, lines)
+    outcome.failed.update(failed)
+    bad += full
+    outcome.quarantined = len(bad)
     for sequence in quarantine(queue, bad):
         outcome.failed[sequence] = "could not be quarantined"
     return outcome
@@ -126,6 +126,7 @@ def write_batch(records: list[dict[str, Any]]) -> Outcome:
 
 @dataclass
 class Line:
+    record: dict[str, Any]
     sequence: str
     row: dict[str, Any]
     invoice: str
@@ -182,8 +183,13 @@ def decode(record: dict[str, Any]) -> Line:
     if not isinstance(record_id, str) or not record_id:
         # Not from ingest_api: the stream position is this record's stable identity under replay.
         record_id = f"seq-{kinesis['sequenceNumber']}"
-    return Line(kinesis["sequenceNumber"], row, invoice, record_id, quantity(row.get("Quantity")),
+    line = Line(record, kinesis["sequenceNumber"], row, invoice, record_id, quantity(row.get("Quantity")),
                 price(row.get("UnitPrice")), moment(row.get("InvoiceDate")))
+    try:  # DynamoDB numbers carry 38 significant digits: refuse here what it would refuse for the whole batch
+        DYNAMODB_CONTEXT.create_decimal(line.amount)
+    except ArithmeticError:
+        raise Invalid(f"Quantity x UnitPrice {line.amount} does not fit a DynamoDB number") from None
+    return line
 
 
 def customer_id(value: Any) -> str | None:
@@ -234,51 +240,143 @@ def moment(value: Any) -> datetime:
 
 
 # --------------------------------------------------------------------------------------------------
-# Items
+# Invoice documents: the batch's new lines folded in
 
 
 def invoice_type(invoice: str) -> str:
     return {"C": "cancellation", "A": "adjustment"}.get(invoice[0], "sale")
 
 
-def line_item(line: Line) -> dict[str, Any]:
-    """The line's item in DynamoDB JSON, written directly (texts as S, Quantity/UnitPrice/amount as N;
-    what TypeSerializer would give, at a fraction of its cost per attribute)."""
+def line_entry(line: Line) -> dict[str, Any]:
+    """The line as an element of the document's `lines`, in DynamoDB JSON, built directly (texts as S,
+    Quantity/UnitPrice/amount as N: what TypeSerializer would give, at a fraction of its cost)."""
     row = line.row
-    texts = {
-        "PK": f"INVOICE#{line.invoice}", "SK": f"LINE#{line.record_id}", "entity": "LINE",
-        "InvoiceNo": line.invoice, "record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
-        "Description": row.get("Description"), "InvoiceDate": str(row["InvoiceDate"]).strip(),
-        "invoice_time": line.invoice_time, "CustomerID": line.customer,
-        "Country": row.get("Country"),
-    }
-    item = {key: {"S": str(value)} for key, value in texts.items() if value is not None and value != ""}
-    item.update(Quantity=_serialize(line.quantity), UnitPrice=_serialize(line.price), amount=_serialize(line.amount))
-    return item
+    texts = {"record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
+             "Description": row.get("Description"), "InvoiceDate": str(row["InvoiceDate"]).strip()}
+    entry = {key: {"S": str(value)} for key, value in texts.items() if value is not None and value != ""}
+    entry.update(Quantity={"N": str(line.quantity)}, UnitPrice={"N": str(line.price)}, amount={"N": str(line.amount)})
+    return {"M": entry}
 
 
-# --------------------------------------------------------------------------------------------------
-# Line items: BatchWriteItem
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """A line's size in the item, by DynamoDB's published rules, rounded up: 3 bytes for the map and one
+    per element, attribute names and string values in UTF-8 bytes, a number counted as its text (DynamoDB
+    stores about one byte per two digits, so the budget errs on the safe side)."""
+    return 3 + sum(2 + len(name) + len(next(iter(value.values())).encode("utf-8"))
+                   for name, value in entry["M"].items())
 
 
-def put_lines(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """BatchWriteItem by 25 (one per key), retrying UnprocessedItems; sequence numbers not written."""
-    by_key: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
+def update_invoices(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep
+                    ) -> tuple[dict[str, str], list[Bad]]:
+    """Fold the batch's lines into their invoices' documents: one BatchGetItem per 100 invoices, one
+    BatchWriteItem per 25 changed documents. Answers the sequence numbers not stored (-> why) and the
+    lines quarantined because their invoice's item is full."""
+    by_invoice: dict[str, list[Line]] = {}
     for line in lines:
-        item = line_item(line)
-        key = (item["PK"]["S"], item["SK"]["S"])
-        sequences = by_key[key][1] if key in by_key else []
-        by_key[key] = (item, sequences + [line.sequence])
-    entries = list(by_key.values())
-    failed: list[str] = []
-    for start in range(0, len(entries), BATCH_WRITE_SIZE):
-        chunk = entries[start:start + BATCH_WRITE_SIZE]
-        left = write_chunk(table, [item for item, _ in chunk], sleep)
-        failed += [s for item, sequences in chunk if (item["PK"]["S"], item["SK"]["S"]) in left for s in sequences]
-    return failed
+        by_invoice.setdefault(line.invoice, []).append(line)
+    try:
+        stored = get_invoices(table, list(by_invoice), sleep)
+    except Exception:  # noqa: BLE001 - reported, Lambda retries these records
+        logger.exception("documents of %d invoices not read", len(by_invoice))
+        return {line.sequence: "invoice not read" for line in lines}, []
+    changed, full = [], []
+    for invoice, new in by_invoice.items():
+        document, overflow = fold_invoice(invoice, stored.get(invoice), new)
+        if document is not None:
+            changed.append(document)
+        full += [Bad(line.record, f"invoice {invoice} is full: this line would take its item past "
+                                  f"{ITEM_BUDGET_BYTES // 1024} KB (DynamoDB's limit is 400 KB)") for line in overflow]
+    failed: dict[str, str] = {}
+    for start in range(0, len(changed), BATCH_WRITE_SIZE):
+        for pk, _ in write_chunk(table, changed[start:start + BATCH_WRITE_SIZE], sleep):
+            failed.update((line.sequence, "invoice not written") for line in by_invoice[pk.removeprefix("INVOICE#")])
+    return failed, full
+
+
+def fold_invoice(invoice: str, stored: dict[str, Any] | None, lines: list[Line]
+                 ) -> tuple[dict[str, Any] | None, list[Line]]:
+    """The invoice's document with `lines` added (None when it already lists them all: a replay writes
+    nothing), and the lines that did not fit in the item.
+
+    The document's `lines` carry their record_ids, so a line is added once whatever the batch
+    boundaries or replays (a record_id names one exact row). The descriptive fields come from the
+    invoice's earliest line (invoice_time, then record_id), whichever batch brought it."""
+    entries = stored["lines"]["L"] if stored else []
+    counted = {entry["M"]["record_id"]["S"] for entry in entries}
+    fresh: dict[str, Line] = {}
+    for line in lines:
+        if line.record_id not in counted:
+            fresh.setdefault(line.record_id, line)
+    if not fresh:
+        return None, []
+    size = 2048 + 3 + sum(1 + entry_bytes(entry) for entry in entries)  # 2 KB: the invoice's own fields
+    added, overflow = [], []
+    for line in fresh.values():
+        entry = line_entry(line)
+        grown = 1 + entry_bytes(entry)
+        if size + grown > ITEM_BUDGET_BYTES:
+            overflow.append(line)
+            continue
+        size += grown
+        added.append((line, entry))
+    if not added:
+        return None, overflow
+    first = min((line for line, _ in added), key=lambda line: (line.invoice_time, line.record_id))
+    fields: dict[str, str | None] = {
+        "InvoiceDate": str(first.row["InvoiceDate"]).strip(), "invoice_time": first.invoice_time,
+        "Country": first.row.get("Country"), "CustomerID": first.customer, "first_record_id": first.record_id}
+    if stored and (text(stored, "invoice_time"), text(stored, "first_record_id")) < (first.invoice_time, first.record_id):
+        fields = {key: text(stored, key) for key in fields}
+    amount = Decimal(stored["total_amount"]["N"]) if stored else Decimal(0)
+    quantity = int(stored["total_quantity"]["N"]) if stored else 0
+    document = {
+        "PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": INVOICE_SK}, "entity": {"S": "INVOICE"},
+        "InvoiceNo": {"S": invoice}, "invoice_type": {"S": invoice_type(invoice)},
+        **{key: {"S": value} for key, value in fields.items() if value},
+        "total_amount": {"N": str(amount + sum((line.amount for line, _ in added), Decimal(0)))},
+        "total_quantity": {"N": str(quantity + sum(line.quantity for line, _ in added))},
+        "line_count": {"N": str(len(entries) + len(added))},
+        "lines": {"L": entries + [entry for _, entry in added]},
+    }
+    if fields["CustomerID"]:
+        document["GSI1PK"] = {"S": f"CUSTOMER#{fields['CustomerID']}"}
+        document["GSI1SK"] = {"S": f"INVOICE#{fields['invoice_time']}#{invoice}"}
+    return document, overflow
+
+
+def text(item: dict[str, Any], name: str) -> str | None:
+    """A string attribute of an item in DynamoDB JSON, None when absent."""
+    value = item.get(name)
+    return value["S"] if value else None
+
+
+def get_invoices(table: str, invoices: list[str], sleep: Callable[[float], None]) -> dict[str, dict[str, Any]]:
+    """The stored documents of these invoices in DynamoDB JSON (consistent reads, 100 keys a call,
+    UnprocessedKeys retried)."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(invoices), BATCH_GET_SIZE):
+        keys = [{"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": INVOICE_SK}} for invoice in invoices[start:start + BATCH_GET_SIZE]]
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sleep(BASE_BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                answer = dynamodb.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+            except ClientError as error:
+                if error.response["Error"]["Code"] in RETRYABLE:
+                    continue
+                raise
+            for item in answer.get("Responses", {}).get(table, []):
+                found[item["InvoiceNo"]["S"]] = item
+            keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if not keys:
+                break
+        else:
+            raise RuntimeError(f"{len(keys)} documents still unprocessed after {MAX_ATTEMPTS} attempts")
+    return found
 
 
 def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float], None]) -> set[tuple[str, str]]:
+    """BatchWriteItem of up to 25 items, UnprocessedItems retried with backoff: the keys not written."""
     requests = [{"PutRequest": {"Item": item}} for item in items]
     for attempt in range(MAX_ATTEMPTS):
         if attempt:
@@ -297,91 +395,6 @@ def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float]
         if not requests:
             return set()
     return {(r["PutRequest"]["Item"]["PK"]["S"], r["PutRequest"]["Item"]["SK"]["S"]) for r in requests}
-
-
-# --------------------------------------------------------------------------------------------------
-# Headers: the batch's new lines folded into their invoices' totals
-
-
-def update_headers(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep) -> list[str]:
-    """Fold the batch's lines into their invoices' headers: one BatchGetItem per 100 invoices, one
-    BatchWriteItem per 25 changed headers. Sequence numbers of the invoices whose header failed."""
-    by_invoice: dict[str, list[Line]] = {}
-    for line in lines:
-        by_invoice.setdefault(line.invoice, []).append(line)
-    try:
-        stored = get_headers(table, list(by_invoice), sleep)
-    except Exception:  # noqa: BLE001 - reported, Lambda retries these records
-        logger.exception("headers of %d invoices not read", len(by_invoice))
-        return [line.sequence for line in lines]
-    changed = [header for invoice, new in by_invoice.items()
-               if (header := fold_header(invoice, stored.get(invoice), new)) is not None]
-    failed: list[str] = []
-    for start in range(0, len(changed), BATCH_WRITE_SIZE):
-        left = write_chunk(table, changed[start:start + BATCH_WRITE_SIZE], sleep)
-        for pk, _ in left:
-            failed += [line.sequence for line in by_invoice[pk.removeprefix("INVOICE#")]]
-    return failed
-
-
-def fold_header(invoice: str, stored: dict[str, Any] | None, lines: list[Line]) -> dict[str, Any] | None:
-    """The header with `lines` counted, or None when they all are already (a replay writes nothing).
-
-    `line_ids` holds the record_ids the totals include, so a line is counted once whatever the batch
-    boundaries or replays (a record_id names one exact row). One invocation at a time handles a shard
-    and an invoice's records share a shard (partition key InvoiceNo), so no two writers race on a header.
-    The descriptive fields come from the invoice's earliest line (invoice_time, then record_id)."""
-    counted = set(stored.get("line_ids", ())) if stored else set()
-    fresh: dict[str, Line] = {}
-    for line in lines:
-        if line.record_id not in counted:
-            fresh.setdefault(line.record_id, line)
-    if not fresh:
-        return None
-    first = min(fresh.values(), key=lambda line: (line.invoice_time, line.record_id))
-    first_fields = {"InvoiceDate": str(first.row["InvoiceDate"]).strip(),
-                    "invoice_time": first.invoice_time, "Country": first.row.get("Country"),
-                    "CustomerID": first.customer, "first_record_id": first.record_id}
-    if stored and (stored.get("invoice_time", ""), stored.get("first_record_id", "")) < (
-            first_fields["invoice_time"], first.record_id):
-        first_fields = {key: stored.get(key) for key in first_fields}
-    fields: dict[str, Any] = {
-        "PK": f"INVOICE#{invoice}", "SK": HEADER_SK, "entity": "INVOICE", "InvoiceNo": invoice,
-        "invoice_type": invoice_type(invoice), **first_fields,
-        "total_amount": (stored["total_amount"] if stored else Decimal(0)) + sum(
-            (line.amount for line in fresh.values()), Decimal(0)),
-        "total_quantity": (int(stored["total_quantity"]) if stored else 0) + sum(line.quantity for line in fresh.values()),
-        "line_count": len(counted) + len(fresh), "line_ids": counted | set(fresh),
-    }
-    if fields["CustomerID"]:
-        fields["GSI1PK"] = f"CUSTOMER#{fields['CustomerID']}"
-        fields["GSI1SK"] = f"INVOICE#{fields['invoice_time']}#{invoice}"
-    return {key: _serialize(value) for key, value in fields.items() if value is not None and value != ""}
-
-
-def get_headers(table: str, invoices: list[str], sleep: Callable[[float], None]) -> dict[str, dict[str, Any]]:
-    """The stored headers of these invoices (consistent reads, 100 keys a call, UnprocessedKeys retried)."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(invoices), BATCH_GET_SIZE):
-        keys = [{"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": HEADER_SK}} for invoice in invoices[start:start + BATCH_GET_SIZE]]
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                sleep(BASE_BACKOFF_S * 2 ** (attempt - 1))
-            try:
-                answer = dynamodb.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
-            except ClientError as error:
-                if error.response["Error"]["Code"] in RETRYABLE:
-                    continue
-                raise
-            for item in answer.get("Responses", {}).get(table, []):
-                header = {key: _deserialize(value) for key, value in item.items()}
-                found[header["InvoiceNo"]] = header
-            keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if not keys:
-                break
-        else:
-            raise RuntimeError(f"{len(keys)} headers still unprocessed after {MAX_ATTEMPTS} attempts")
-    return found
 
 
 # --------------------------------------------------------------------------------------------------

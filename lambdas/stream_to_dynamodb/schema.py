@@ -4,11 +4,11 @@ Items (all keys are strings, all deterministic, so a replayed batch rewrites the
 
 | item | PK | SK | GSI1PK / GSI1SK |
 | --- | --- | --- | --- |
-| invoice line | `INVOICE#<InvoiceNo>` | `LINE#<record_id>` | - |
-| invoice header (totals, `line_ids` they count) | `INVOICE#<InvoiceNo>` | `HEADER` | `CUSTOMER#<CustomerID>` / `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>` |
+| invoice: type, customer, country, date, totals, `lines` (every line, with its record_id) | `INVOICE#<InvoiceNo>` | `INVOICE` | `CUSTOMER#<CustomerID>` / `INVOICE#<yyyy-mm-ddThh:mm>#<InvoiceNo>` |
 
 A guest invoice (no CustomerID) has no GSI1 keys, so it is in no customer's list (admins read it by
-number). `GSI1` answers "a customer's invoices, by date" with the header's totals projected.
+number). `GSI1` answers "a customer's invoices, by date" with the invoice's totals projected (not its
+lines). The generic PK/SK names leave room for other item types in the same table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 CUSTOMER_INDEX = "GSI1"
-# Header attributes the customer listing reads from the index.
+# Invoice attributes the customer listing reads from the index (the lines stay in the table).
 LISTING_ATTRIBUTES = [
     "InvoiceNo", "CustomerID", "Country", "InvoiceDate", "invoice_time", "invoice_type",
     "total_amount", "total_quantity", "line_count",

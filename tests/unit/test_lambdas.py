@@ -542,6 +542,10 @@ def scan(aws: Callable[[str], Any], table: str) -> list[dict[str, Any]]:
             for item in page["Items"]]
 
 
+def invoice_item(aws: Callable[[str], Any], table: str, invoice: str) -> dict[str, Any]:
+    return aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": f"INVOICE#{invoice}"}, "SK": {"S": "INVOICE"}})["Item"]
+
+
 def pandas_totals(sample: pd.DataFrame) -> pd.DataFrame:
     amount = sample["Quantity"].astype("float64") * sample["UnitPrice"]
     return (sample.assign(amount=amount).groupby("InvoiceNo")
@@ -567,10 +571,14 @@ def test_stream_to_dynamodb_loses_nothing_and_totals_match_pandas(cloud: Cloud, 
                                                                   sample: pd.DataFrame, aws: Callable[[str], Any]):
     assert all(answer == {"batchItemFailures": []} for answer in loaded_table["answers"])
     items = [{k: next(iter(v.values())) for k, v in item.items()} for item in scan(aws, cloud.table)]
-    lines = [i for i in items if i["SK"].startswith("LINE#")]
-    headers = {i["InvoiceNo"]: i for i in items if i["SK"] == "HEADER"}
+    assert {i["SK"] for i in items} == {"INVOICE"}
+    headers = {i["InvoiceNo"]: i for i in items}
+    lines = [next(iter(v.values())) for i in items for v in i["lines"]]
     assert len(lines) == len(sample) == 3712  # every row, duplicates and repeated StockCodes included
-    assert {i["record_id"] for i in lines} == set(sample["record_id"])
+    assert {i["record_id"]["S"] for i in lines} == set(sample["record_id"])
+    longest = sample["InvoiceNo"].value_counts().index[0]
+    in_order = [line["M"]["record_id"]["S"] for line in headers[longest]["lines"]]
+    assert in_order == sample.loc[sample["InvoiceNo"] == longest, "record_id"].tolist()  # the stream's order
     expected = pandas_totals(sample)
     assert set(headers) == set(expected.index) and len(headers) == 224
     for invoice, row in expected.iterrows():
@@ -615,9 +623,10 @@ def test_stream_to_dynamodb_invoice_split_over_batches_counts_each_line_once(clo
     records = event["Records"]
     for part in (records[:30], records[10:60], records[:90], records[55:]):
         assert to_ddb.handler({"Records": part}, CONTEXT) == {"batchItemFailures": []}
-    header = aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": "INVOICE#536365"}, "SK": {"S": "HEADER"}})["Item"]
+    header = invoice_item(aws, table, "536365")
     assert header["line_count"]["N"] == "90" and header["total_quantity"]["N"] == str(sum(range(1, 91)))
     assert float(header["total_amount"]["N"]) == pytest.approx(2.55 * sum(range(1, 91)))
+    assert [line["M"]["record_id"]["S"] for line in header["lines"]["L"]] == [f"r{q}#1" for q in range(1, 91)]
 
 
 def test_stream_to_dynamodb_header_takes_its_fields_from_the_earliest_line_whichever_batch_brings_it(
@@ -638,11 +647,14 @@ def test_stream_to_dynamodb_header_takes_its_fields_from_the_earliest_line_which
     monkeypatch.setattr(to_ddb.dynamodb, "batch_get_item", counting_get)
     for row in (late, early, late):  # the late line first, then the earlier one, then a replay
         assert to_ddb.handler(synthetic_event([json.dumps(row).encode()]), CONTEXT) == {"batchItemFailures": []}
-    header = aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": "INVOICE#536365"}, "SK": {"S": "HEADER"}})["Item"]
+    header = invoice_item(aws, table, "536365")
     assert header["InvoiceDate"]["S"] == "12/1/2010 8:26" and header["Country"]["S"] == "United Kingdom"
     assert header["GSI1SK"]["S"] == "INVOICE#2010-12-01T08:26#536365" and header["first_record_id"]["S"] == "r3#1"
     assert header["total_quantity"]["N"] == "5" and header["total_amount"]["N"] == "12.75"
-    assert sorted(header["line_ids"]["SS"]) == ["r2#1", "r3#1"] and header["line_count"]["N"] == "2"
+    assert header["line_count"]["N"] == "2" and [line["M"] for line in header["lines"]["L"]] == [
+        {"record_id": {"S": f"r{q}#1"}, "StockCode": {"S": "85123A"}, "InvoiceDate": {"S": date},
+         "Quantity": {"N": str(q)}, "UnitPrice": {"N": "2.55"}, "amount": {"N": amount}}
+        for q, date, amount in ((2, "12/1/2010 9:00", "5.10"), (3, "12/1/2010 8:26", "7.65"))]
     assert calls == ["BatchGetItem"] * 3  # one read per batch, whatever its invoice count
 
 
@@ -668,16 +680,46 @@ def test_stream_to_dynamodb_reports_unwritten_records_without_blocking_the_rest(
     answer = to_ddb.handler(event, CONTEXT)
     records = event["Records"]
     assert answer == {"batchItemFailures": [{"itemIdentifier": r["kinesis"]["sequenceNumber"]} for r in records[3:6]]}
-    keys = {item["SK"]["S"] for item in scan(aws, table) if item["SK"]["S"].startswith("LINE#")}
-    assert keys == {f"LINE#{i}-{n}#1" for i in ("536514", "536516") for n in range(3)}
+    assert {item["PK"]["S"]: item["line_count"]["N"] for item in scan(aws, table)} == {
+        "INVOICE#536514": "3", "INVOICE#536516": "3"}
     assert [m["reason"] for m in drain(aws, fresh_queue)] == [
         "data is not base64 UTF-8 JSON: Expecting value: line 1 column 1 (char 0)"]
 
     monkeypatch.setattr(to_ddb.dynamodb, "batch_write_item", real)  # Lambda retries from the first failure
     assert to_ddb.handler({"Records": records[3:]}, CONTEXT) == {"batchItemFailures": []}
-    assert len([i for i in scan(aws, table) if i["SK"]["S"].startswith("LINE#")]) == 9
-    header = aws("dynamodb").get_item(TableName=table, Key={"PK": {"S": "INVOICE#536515"}, "SK": {"S": "HEADER"}})["Item"]
-    assert header["line_count"]["N"] == "3"
+    assert sorted(int(item["line_count"]["N"]) for item in scan(aws, table)) == [3, 3, 3]
+    assert len(invoice_item(aws, table, "536515")["lines"]["L"]) == 3
+
+
+def test_stream_to_dynamodb_quarantines_the_lines_a_full_invoice_cannot_hold(
+        cloud: Cloud, to_ddb: ModuleType, aws: Callable[[str], Any], fresh_queue: str,
+        monkeypatch: pytest.MonkeyPatch):
+    """An item is at most 400 KB: lines past the budget are kept in the quarantine, the rest stored."""
+    table = create_table(aws, f"lt-full-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TABLE_NAME", table)
+    monkeypatch.setattr(to_ddb, "ITEM_BUDGET_BYTES", 2048 + 10 * 1024)  # 10 KB of lines
+    rows = [{"InvoiceNo": "573585", "StockCode": "23084", "Description": "RABBIT NIGHT LIGHT " + "x" * 60,
+             "Quantity": 2, "UnitPrice": "2.08", "CustomerID": "", "InvoiceDate": "10/31/2011 14:41",
+             "Country": "United Kingdom", "record_id": f"big{n:03d}#1"} for n in range(200)]
+    event = synthetic_event([json.dumps(r).encode() for r in rows])
+    assert to_ddb.handler(event, CONTEXT) == {"batchItemFailures": []}
+    item = invoice_item(aws, table, "573585")
+    kept = int(item["line_count"]["N"])
+    entry = to_ddb.entry_bytes(item["lines"]["L"][0])
+    assert 10 * 1024 // (entry + 1) - 2 <= kept <= 10 * 1024 // (entry + 1) and len(item["lines"]["L"]) == kept
+    assert item["total_quantity"]["N"] == str(2 * kept)
+    messages = drain(aws, fresh_queue)
+    assert len(messages) == 200 - kept and all("invoice 573585 is full" in m["reason"] for m in messages)
+    stored = {line["M"]["record_id"]["S"] for line in item["lines"]["L"]}
+    quarantined = {json.loads(base64.b64decode(m["data"]))["record_id"] for m in messages}
+    assert stored | quarantined == {r["record_id"] for r in rows} and not stored & quarantined
+
+
+def test_entry_bytes_is_never_below_dynamodb_size(to_ddb: ModuleType):
+    entry = {"M": {"record_id": {"S": "ab#1"}, "Description": {"S": "café"}, "UnitPrice": {"N": "12.75"}}}
+    # DynamoDB: map 3 + per element 1 + name + value; "café" is 5 UTF-8 bytes; 12.75 is 3 bytes (4 digits)
+    exact = 3 + (1 + 9 + 4) + (1 + 11 + 5) + (1 + 9 + 3)
+    assert exact <= to_ddb.entry_bytes(entry) <= exact + 2 + 3  # the number counted as its text
 
 
 def test_table_schema_is_create_table_kwargs():
