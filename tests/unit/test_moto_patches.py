@@ -56,3 +56,49 @@ def test_projection_builds_the_item_moto_builds(expressions: list[list[str]]) ->
     assert projected.to_json() == expected.to_json()
     assert list(projected.attrs) == list(expected.attrs)
     assert projected.size() == expected.size()
+
+
+NESTED = [ITEM["Address"], ITEM["Lines"], ITEM["Tags"], {"NS": ["1", "2.5"]}, {"B": b"\x00\x01"}, {"BOOL": False},
+          {"NULL": True}, {"S": "héllo"}, {"N": "-0.0010"},
+          {"M": {"lines": {"L": [{"M": {"q": {"N": "6"}, "d": {"S": "RABBIT"}}}, {"L": [{"SS": ["x"]}]}]}}}]
+
+
+@pytest.mark.parametrize("value", NESTED)
+def test_dynamo_type_builds_and_measures_as_moto_does(value: dict[str, Any]) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from helpers.localcloud import moto_patches
+
+    moto_patches.apply()
+    ours = DynamoType(value)
+    theirs = DynamoType.__new__(DynamoType)
+    DynamoType.__init__.moto_original(theirs, value)
+    assert ours.to_json() == theirs.to_json() and ours == theirs
+    assert ours.size() == DynamoType.size.moto_original(theirs) > 0
+    assert DynamoType(ours).to_json() == ours.to_json()  # re-wrapping an existing value, as moto does
+    with pytest.raises(IndexError):
+        DynamoType({})
+
+
+def test_batch_write_refuses_two_requests_on_one_key_as_aws_does(aws: Callable[[str], Any]) -> None:
+    dynamodb = aws("dynamodb")
+    table = f"dupes-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                                                      {"AttributeName": "SK", "KeyType": "RANGE"}],
+                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                                {"AttributeName": "SK", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+
+    def put(pk: str, sk: str, note: str) -> dict[str, Any]:
+        return {"PutRequest": {"Item": {"PK": {"S": pk}, "SK": {"S": sk}, "note": {"S": note}}}}
+
+    same_key = [put("a", "1", "first"), put("a", "1", "second")]  # moto alone compared whole items
+    put_and_delete = [put("a", "1", "x"), {"DeleteRequest": {"Key": {"PK": {"S": "a"}, "SK": {"S": "1"}}}}]
+    for requests in (same_key, put_and_delete):
+        with pytest.raises(dynamodb.exceptions.ClientError, match="Provided list of item keys contains duplicates"):
+            dynamodb.batch_write_item(RequestItems={table: requests})
+    assert dynamodb.scan(TableName=table)["Count"] == 0  # nothing of a refused batch is written
+    answer = dynamodb.batch_write_item(RequestItems={table: [put("a", "1", "x"), put("a", "2", "x"), put("b", "1", "x")]})
+    assert answer["UnprocessedItems"] == {} and dynamodb.scan(TableName=table)["Count"] == 3
+    dynamodb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": {"PK": {"S": "a"}, "SK": {"S": "2"}}}}]})
+    assert dynamodb.scan(TableName=table)["Count"] == 2
