@@ -113,12 +113,11 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
 
 
 def serve(host: str, port: int, state_dir: Path) -> int:
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
+    from helpers.localcloud.http_server import make_server  # werkzeug's threaded server, keeping connections open
 
     app = build_app(host, port, state_dir)
     try:
-        server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        server = make_server(host, port, app)
     except (OSError, SystemExit) as error:
         print(f"localcloud: cannot bind {host}:{port}: {error}", file=sys.stderr, flush=True)
         return 3
