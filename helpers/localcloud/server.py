@@ -81,13 +81,16 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
 
 GC_YOUNG_EVERY_S = 1.0
 GC_FULL_EVERY_S = 600.0
+GC_YOUNG_LIMIT = 20_000  # young objects a round collects at most (about 20 ms); more are frozen as they are
 GC_FULL_WHEN_IDLE_S = 5.0  # a full collection of the full file's state takes seconds: not mid-request
 
 
 def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_EVERY_S,
                          full_every_s: float = GC_FULL_EVERY_S,
-                         idle_for: Callable[[], float] = lambda: float("inf")) -> None:
-    """Collect each object once while it is young, then move it out of the cyclic garbage collector.
+                         idle_for: Callable[[], float] = lambda: float("inf"),
+                         young_limit: int = GC_YOUNG_LIMIT) -> None:
+    """Collect each object once while it is young, then move it out of the cyclic garbage collector;
+    under a heavy write load, move it out without collecting it.
 
     moto's state (the full file's serving table is millions of objects) lives long, and Python's own
     schedule walked it again and again: the oldest generation's collections were a third of a
@@ -96,7 +99,13 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
     are collected (cyclic garbage of requests goes there) and the survivors frozen. Frozen objects are
     still freed by reference counting; cycles among them wait for the full collection (unfreeze,
     collect, freeze again), due every `full_every_s` and done once no request came for
-    GC_FULL_WHEN_IDLE_S (`idle_for()` seconds), since it stops everything for seconds on a big state."""
+    GC_FULL_WHEN_IDLE_S (`idle_for()` seconds), since it stops everything for seconds on a big state.
+
+    A young round costs about a microsecond per surviving object, and while the full file streams in
+    the survivors are the new state itself (hundreds of thousands a second): the young rounds were a
+    tenth of the server's CPU, to find a few hundred cyclic objects (exceptions' tracebacks, mostly).
+    So a round with more than `young_limit` young objects only freezes them; their rare cycles wait
+    for the full collection like the older ones."""
     gc.disable()
     last_full = time.monotonic()
     try:
@@ -105,7 +114,7 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
                 gc.unfreeze()
                 gc.collect()
                 last_full = time.monotonic()
-            else:
+            elif gc.get_count()[0] <= young_limit:
                 gc.collect(0)
             gc.freeze()
     finally:

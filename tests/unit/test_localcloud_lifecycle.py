@@ -195,6 +195,42 @@ def test_the_server_collects_young_objects_and_freezes_the_survivors():
     assert gc.isenabled()
 
 
+def test_a_heavy_young_round_is_frozen_without_walking_it():
+    import gc
+    import weakref
+
+    from helpers.localcloud.server import keep_state_out_of_gc
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    stop = threading.Event()
+    ready = threading.Event()
+    gc.callbacks.append(lambda phase, info: ready.set() if phase == "stop" else None)
+    policy = threading.Thread(target=keep_state_out_of_gc, args=(stop, 0.05, 3600.0), kwargs={"young_limit": 500})
+    try:
+        policy.start()
+        assert ready.wait(5)  # the policy runs: light rounds collect
+        frozen = gc.get_freeze_count()
+        state = [Node() for _ in range(5000)]  # a burst of new state, and one cycle among it
+        garbage = Node()
+        alive = weakref.ref(garbage)
+        del garbage
+        deadline = time.monotonic() + 5
+        while gc.get_freeze_count() < frozen + len(state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # a few more (light) rounds
+        assert gc.get_freeze_count() >= frozen + len(state) and alive() is not None  # frozen, not walked
+    finally:
+        gc.callbacks.pop()
+        stop.set()
+        policy.join(5)
+        gc.unfreeze()
+    gc.collect()
+    assert alive() is None  # the full collection frees it
+
+
 def test_the_full_collection_waits_for_an_idle_moment():
     import gc
 
