@@ -25,6 +25,7 @@ from helpers.localcloud import apigateway_vtl as vtl
 from helpers.localcloud.apigateway_model import GatewayError, GatewayResponse, MethodRequest
 from helpers.localcloud.apigateway_security import lambda_arn_from_uri
 from helpers.localcloud.apigateway_vtl import TemplateError
+from helpers.localcloud.lambda_runtime import JSONPayload
 
 Invoke = Callable[[str, bytes], Any]
 PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
@@ -118,7 +119,8 @@ def invoke_lambda(request: MethodRequest, invoke: Invoke, payload: bytes) -> Any
 
 
 def aws_proxy(request: MethodRequest, invoke: Invoke) -> GatewayResponse:
-    outcome = invoke_lambda(request, invoke, json.dumps(proxy_event(request)).encode())
+    # The proxy event is built here: marked as valid JSON, Lambda does not parse it again to check it.
+    outcome = invoke_lambda(request, invoke, JSONPayload.dumps(proxy_event(request)))
     if outcome.function_error:
         raise bad_gateway()
     try:

@@ -203,8 +203,11 @@ def interpret(result: Any, batch: list[SourceRecord], report_item_failures: bool
 
 
 def invoke_batch(invoker: Invoker, config: MappingConfig, event: dict[str, Any], stopping: threading.Event) -> Any:
-    """One synchronous invocation; throttles (429) are retried without counting as failures."""
-    payload = json.dumps(event).encode()
+    """One synchronous invocation; throttles (429) are retried without counting as failures. The event is
+    serialised here, so it is marked as valid JSON: the runtime does not parse a ~500 KB batch to check it."""
+    from helpers.localcloud.lambda_runtime import JSONPayload
+
+    payload = JSONPayload.dumps(event)
     while True:
         try:
             return invoker.invoke(config.function_arn, payload, invocation_type="RequestResponse",

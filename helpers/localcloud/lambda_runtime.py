@@ -77,6 +77,18 @@ ASYNC_RETRY_DELAYS_S = tuple(float(v) for v in os.environ.get("RETAIL_LAMBDA_ASY
 ASYNC_THREADS = int(os.environ.get("RETAIL_LAMBDA_ASYNC_THREADS", "4"))
 
 
+class JSONPayload(bytes):
+    """Invoke payload bytes the local cloud serialised itself (`JSONPayload.dumps(event)`): valid JSON by
+    construction, so `invoke` does not parse them again just to validate them (a 1,000-record Kinesis batch
+    is ~500 KB). External payloads (the Invoke API, templates, user input) stay plain bytes and are checked."""
+
+    __slots__ = ()
+
+    @classmethod
+    def dumps(cls, value: Any) -> "JSONPayload":
+        return cls(json.dumps(value).encode())
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -331,8 +343,8 @@ class Worker:
                 continue
             lines.append(line)
 
-    def _receive(self, timeout_s: float) -> dict[str, Any] | None:
-        """The worker's next control message; None on timeout; WorkerCrashed when it exited."""
+    def _receive(self, timeout_s: float) -> tuple[dict[str, Any], bytes] | None:
+        """The worker's next control message (header, payload); None on timeout; WorkerCrashed when it exited."""
         ready, _, _ = select.select([self._from_worker], [], [], max(0.0, timeout_s))
         if not ready:
             return None
@@ -354,7 +366,7 @@ class Worker:
             self.init_lines = self._drain_output(None, 0.5)
             self.init_failure = self._crashed
             return
-        self.init_ms = message.get("init_ms", self.init_ms)
+        self.init_ms = message[0].get("init_ms", self.init_ms)
         self.init_lines = self._drain_output(None, 0.05)
 
     def invoke(self, request_id: str, payload: bytes, arn: str, client_context: str | None) -> Outcome:
@@ -364,14 +376,14 @@ class Worker:
         self.last_used = time.monotonic()
         try:
             lambda_worker.write_message(self._to_worker, {
-                "request_id": request_id, "payload": payload.decode("utf-8") if payload else "",
-                "invoked_function_arn": arn, "deadline_ms": deadline_ms, "client_context": client_context,
-            })
-            response = self._receive(spec.timeout)
+                "request_id": request_id, "invoked_function_arn": arn, "deadline_ms": deadline_ms,
+                "client_context": client_context,
+            }, payload)
+            answer = self._receive(spec.timeout)
         except (WorkerCrashed, BrokenPipeError):
             return self._crashed(request_id, started)
         duration_ms = 1000 * (time.perf_counter() - started)
-        if response is None:
+        if answer is None:
             self.kill()
             lines = self._drain_output(request_id, 1.0)
             message = f"Task timed out after {spec.timeout:.2f} seconds"
@@ -379,10 +391,10 @@ class Worker:
             error = {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {request_id} Error: {message}"}
             return Outcome(json.dumps(error).encode(), "Unhandled", lines, duration_ms, "timeout", alive=False)
         lines = self._drain_output(request_id, 2.0)
+        response, result = answer
         self.max_rss_mb = int(response.get("max_rss_kb", 0)) // 1024
         if "error" in response:
             return Outcome(json.dumps(response["error"]).encode(), "Unhandled", lines, duration_ms)
-        result = response["result"].encode()
         if len(result) > SYNC_PAYLOAD_LIMIT:
             error = {"errorMessage": f"Response payload size ({len(result)} bytes) exceeded maximum allowed payload size ({SYNC_PAYLOAD_LIMIT} bytes).",
                      "errorType": "Function.ResponseSizeTooLarge"}
@@ -609,7 +621,8 @@ class LambdaRuntime:
         if len(payload) > limit:
             raise LambdaInvokeError("RequestTooLargeException",
                                     f"Request must be smaller than {limit} bytes for the InvokeFunction operation", 413)
-        _check_json(payload)
+        if not isinstance(payload, JSONPayload):
+            _check_json(payload)
         if invocation_type == "DryRun":
             return InvokeResult(204, b"", executed_version=spec.version, request_id=request_id)
         if invocation_type == "Event":
@@ -792,7 +805,7 @@ def send_to_destination(arn: str, record: dict[str, Any], condition: str, spec: 
     if service in ("sqs", "sns"):
         event_sources.send_to_destination(arn, record, spec.account, spec.region)
     elif service == "lambda":
-        runtime.invoke(arn, json.dumps(record).encode(), invocation_type="Event", account_id=spec.account,
+        runtime.invoke(arn, JSONPayload.dumps(record), invocation_type="Event", account_id=spec.account,
                        region=spec.region)
     elif service == "events":
         from moto.events.models import events_backends

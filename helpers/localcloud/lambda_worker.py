@@ -3,8 +3,10 @@ invocations sent by the Lambda runtime executor.
 
 Run by file path (`python lambda_worker.py CONTROL_IN CONTROL_OUT`), never imported, so that handler
 code cannot import `helpers` (like on AWS). The control channel is two inherited pipe fds carrying
-length-prefixed JSON; stdout/stderr belong to the handler and end up in CloudWatch Logs. After each
-invocation a sentinel line is written to stdout so the runtime knows where that invocation's output ends.
+messages framed as two big-endian 4-byte lengths, a small JSON header and the raw payload bytes (the
+event in, the JSON result out), so a large event is never escaped into a JSON string and parsed twice.
+stdout/stderr belong to the handler and end up in CloudWatch Logs. After each invocation a sentinel line
+is written to stdout so the runtime knows where that invocation's output ends.
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ import traceback
 from typing import Any
 
 SENTINEL = "\x00LOCALCLOUD-END "
+FRAME = struct.Struct(">II")  # header length, payload length
 
 
-def read_message(fd: int) -> dict[str, Any] | None:
-    header = _read_exact(fd, 4)
-    if header is None:
+def read_message(fd: int) -> tuple[dict[str, Any], bytes] | None:
+    """The next (header, payload) from the pipe; None when the other side closed it."""
+    lengths = _read_exact(fd, FRAME.size)
+    if lengths is None:
         return None
-    body = _read_exact(fd, struct.unpack(">I", header)[0])
-    return None if body is None else json.loads(body)
+    header_size, payload_size = FRAME.unpack(lengths)
+    header = _read_exact(fd, header_size)
+    payload = _read_exact(fd, payload_size) if payload_size else b""
+    if header is None or payload is None:
+        return None
+    return json.loads(header), payload
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:
@@ -41,11 +49,18 @@ def _read_exact(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def write_message(fd: int, message: dict[str, Any]) -> None:
-    body = json.dumps(message).encode()
-    data = memoryview(struct.pack(">I", len(body)) + body)
-    while data:  # a pipe write larger than its buffer may be partial (a signal, a ptrace attach)
-        data = data[os.write(fd, data):]
+def write_message(fd: int, header: dict[str, Any], payload: bytes = b"") -> None:
+    """Header as JSON, payload as raw bytes (written separately: a large payload is not copied)."""
+    body = json.dumps(header).encode()
+    _write_all(fd, FRAME.pack(len(body), len(payload)) + body)
+    if payload:
+        _write_all(fd, payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a pipe write larger than its buffer may be partial (a signal, a ptrace attach)
+        view = view[os.write(fd, view):]
 
 
 class Identity:
@@ -117,20 +132,21 @@ def load_handler() -> tuple[Any, dict[str, Any] | None]:
     return handler, None
 
 
-def run(request: dict[str, Any], handler: Any) -> dict[str, Any]:
-    event = json.loads(request["payload"]) if request["payload"] else {}
+def run(request: dict[str, Any], payload: bytes, handler: Any) -> tuple[dict[str, Any], bytes]:
+    """One invocation: (header, result bytes); the result is the JSON of the handler's return value, as on AWS."""
+    event = json.loads(payload) if payload else {}
     try:
         result = handler(event, LambdaContext(request))
     except Exception as error:  # noqa: BLE001 - reported to the caller as FunctionError
         sys.stdout.flush()
         lines = traceback.format_exception(error)
         print(f"[ERROR] {type(error).__name__}: {error}\n" + "".join([lines[0], *lines[2:]]), file=sys.stderr)
-        return {"error": error_object(error)}
+        return {"error": error_object(error)}, b""
     try:
-        return {"result": json.dumps(result)}
+        return {}, json.dumps(result).encode()
     except (TypeError, ValueError) as error:
         message = f"Unable to marshal response: {error}"
-        return {"error": error_object(error, "Runtime.MarshalError", message) | {"stackTrace": []}}
+        return {"error": error_object(error, "Runtime.MarshalError", message) | {"stackTrace": []}}, b""
 
 
 def main() -> None:
@@ -145,21 +161,23 @@ def main() -> None:
     sys.stderr.flush()
     write_message(control_out, {"ready": True, "init_ms": 1000 * (time.perf_counter() - started)})
     while True:
-        request = read_message(control_in)
-        if request is None:
+        message = read_message(control_in)
+        if message is None:
             return
+        request, payload = message
+        result = b""
         if init_error is not None:
             print(json.dumps(init_error | {"requestId": request["request_id"]}), file=sys.stderr)
-            response = {"error": init_error}
+            response: dict[str, Any] = {"error": init_error}
         else:
-            response = run(request, handler)
+            response, result = run(request, payload, handler)
         if "error" in response:
             response["error"]["requestId"] = request["request_id"]
         sys.stdout.flush()
         sys.stderr.flush()
         os.write(1, f"{SENTINEL}{request['request_id']}\n".encode())
         response["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        write_message(control_out, response)
+        write_message(control_out, response, result)
 
 
 if __name__ == "__main__":

@@ -43,10 +43,12 @@ class FakeInvoker:
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    payload_types: list[type] = field(default_factory=list)
     name: str = "lambda-runtime"
 
     def invoke(self, function: str, payload: bytes, **_options: Any) -> InvokeResult:
         name = function.rsplit(":", 1)[-1]
+        self.payload_types.append(type(payload))
         event = json.loads(payload)
         self.calls.append((name, event))
         try:
@@ -264,6 +266,18 @@ def test_proxy_function_error_is_502(gateway: Gateway):
     gateway.deploy()
     answer = gateway.call("GET", "/err")
     assert (answer.status_code, message(answer)) == (502, "Internal server error")
+
+
+def test_proxy_events_are_marked_valid_json_and_template_bodies_are_not(gateway: Gateway):
+    from helpers.localcloud.lambda_runtime import JSONPayload
+
+    gateway.proxy("/p", "POST", "fn", echo)
+    non_proxy(gateway, "/np", "POST", lambda event: event)  # passthrough: the client's body, Lambda checks it
+    gateway.deploy()
+    body = '{"q": "caf\u00e9 \\"x\\""}'
+    assert json.loads(json.loads(gateway.call("POST", "/p", data=body).data)["body"]) == {"q": 'caf\u00e9 "x"'}
+    assert gateway.call("POST", "/np", data=body, headers={"Content-Type": "application/json"}).status_code == 200
+    assert gateway.invoker.payload_types == [JSONPayload, bytes]
 
 
 def test_changes_apply_without_redeploying(gateway: Gateway):

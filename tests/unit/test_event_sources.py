@@ -140,6 +140,20 @@ class TestStreamDelivery:
         assert failures[0]["requestContext"]["condition"] == "RecordAgeExceeded"
         assert failures[0]["KinesisBatchInfo"]["batchSize"] == 2
 
+    def test_the_batch_is_sent_as_json_marked_valid_so_the_runtime_does_not_parse_it_again(self):
+        from helpers.localcloud.lambda_runtime import JSONPayload
+
+        sent: list[bytes] = []
+
+        class Recorder:
+            def invoke(self, function: str, payload: bytes, **kwargs: Any) -> InvokeResult:
+                sent.append(payload)
+                return InvokeResult(200, b"null")
+
+        event = {"Records": [{"data": 'caf\u00e9 "quoted" \\ \U0001F600'}]}
+        es.invoke_batch(Recorder(), config(), event, threading.Event())  # type: ignore[arg-type]
+        assert [type(p) for p in sent] == [JSONPayload] and sent[0] == json.dumps(event).encode()
+
     def test_parallelization_keeps_each_partition_key_in_order(self):
         keys = [f"k{i % 5}" for i in range(40)]
         records = make_records([str(i) for i in range(40)], keys=keys)

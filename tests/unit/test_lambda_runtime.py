@@ -372,3 +372,124 @@ def test_many_concurrent_callers_all_get_their_own_answer(aws: Any, deploy: Any)
     for thread in threads:
         thread.join()
     assert results == {i: i for i in range(24)}
+
+
+# --------------------------------------------------------------------------------------------------
+# The invoke payload path: raw bytes over the worker pipe, no re-validation of the local cloud's own JSON
+
+ECHO = '''
+def handler(event, context):
+    if event == {}:
+        return None
+    return {"event": event, "extra": "caf\\u00e9 \\"quoted\\" back\\\\slash \\u2028 \\U0001F600"}
+'''
+
+
+def _awkward_event(size: int) -> dict[str, Any]:
+    """Quotes, backslashes, control characters, non-ASCII and astral characters, and a large body."""
+    text = 'a "quoted" \\ back\\slash\n\t\x00 caf\u00e9 \u65e5\u672c \U0001F600 \u2028 '
+    return {"records": [{"i": i, "text": text, "blob": "x" * 100} for i in range(size // (len(text) + 120))],
+            "nested": {"empty": "", "list": [None, True, 1.5, -0]}}
+
+
+def test_worker_messages_carry_the_payload_verbatim_after_a_small_json_header() -> None:
+    import os
+
+    from helpers.localcloud import lambda_worker
+
+    payload = json.dumps(_awkward_event(2_000_000), ensure_ascii=False).encode()  # larger than a pipe buffer
+    read_fd, write_fd = os.pipe()
+    writer = threading.Thread(target=lambda: (lambda_worker.write_message(write_fd, {"request_id": "r\u00e9"}, payload),
+                                              lambda_worker.write_message(write_fd, {"ready": True}),
+                                              os.close(write_fd)))
+    writer.start()
+    try:
+        header, received = lambda_worker.read_message(read_fd)  # type: ignore[misc]
+        assert header == {"request_id": "r\u00e9"} and received == payload
+        assert lambda_worker.read_message(read_fd) == ({"ready": True}, b"")
+        assert lambda_worker.read_message(read_fd) is None  # closed
+    finally:
+        writer.join()
+        os.close(read_fd)
+
+    raw_fd, raw_write = os.pipe()
+    lambda_worker.write_message(raw_write, {"k": 1}, b'{"q": "\\""}')
+    os.close(raw_write)
+    with os.fdopen(raw_fd, "rb") as raw:
+        assert raw.read() == b'\x00\x00\x00\x08\x00\x00\x00\x0b{"k": 1}{"q": "\\""}'  # not re-escaped
+
+
+def test_a_large_awkward_payload_round_trips_exactly_through_the_invoke_api(aws: Any, deploy: Any) -> None:
+    name = deploy(ECHO)
+    event = _awkward_event(3_000_000)
+    payload = json.dumps(event, ensure_ascii=False).encode()
+    response = aws("lambda").invoke(FunctionName=name, Payload=payload)
+    expected = {"event": event, "extra": "caf\u00e9 \"quoted\" back\\slash \u2028 \U0001F600"}
+    assert "FunctionError" not in response and response["Payload"].read() == json.dumps(expected).encode()
+    assert aws("lambda").invoke(FunctionName=name, Payload=b"")["Payload"].read() == b"null"  # {} for no payload
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """A LambdaRuntime in this process over mock_aws, and the ARN of an ECHO function, to watch its internals."""
+    import boto3
+    from moto import mock_aws
+
+    from helpers.localcloud.executors import CloudContext
+    from helpers.localcloud.lambda_runtime import LambdaRuntime
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        arn = boto3.client("lambda").create_function(
+            FunctionName="echo", Runtime="python3.11", Role=role, Handler="app.handler",
+            Code={"ZipFile": bundle({"app.py": ECHO})})["FunctionArn"]
+        runtime = LambdaRuntime()
+        runtime.start(CloudContext(endpoint="http://127.0.0.1:1", port=1, state_dir=tmp_path))
+        try:
+            yield runtime, arn
+        finally:
+            runtime.stop()
+
+
+def test_internal_payloads_skip_the_validation_parse_and_external_ones_keep_it(
+        in_process: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.localcloud import event_sources, lambda_runtime
+    from helpers.localcloud.executors import LambdaInvokeError
+
+    runtime, arn = in_process
+    checked: list[bytes] = []
+    real_check = lambda_runtime._check_json
+    monkeypatch.setattr(lambda_runtime, "_check_json", lambda payload: (checked.append(payload), real_check(payload)))
+
+    event = _awkward_event(500_000)
+    config = event_sources.MappingConfig(uuid="u", function_arn=arn, source_arn="arn:aws:kinesis:us-east-1:1:stream/s")
+    result = event_sources.invoke_batch(runtime, config, event, threading.Event())
+    expected = {"event": event, "extra": "caf\u00e9 \"quoted\" back\\slash \u2028 \U0001F600"}
+    assert result.function_error is None and result.payload == json.dumps(expected).encode()
+    assert checked == []  # the event source's own JSON is not parsed again
+
+    external = json.dumps(event, ensure_ascii=False).encode()
+    assert runtime.invoke(arn, external).payload == json.dumps(expected).encode()
+    assert checked == [external]
+    with pytest.raises(LambdaInvokeError) as refused:
+        runtime.invoke(arn, b'{"not": json')
+    assert refused.value.code == "InvalidRequestContentException" and refused.value.status == 400
+    assert "Could not parse request body into json" in refused.value.message
+
+
+def test_async_destinations_to_another_function_send_marked_json() -> None:
+    from helpers.localcloud import lambda_runtime
+
+    sent: list[bytes] = []
+
+    class Recorder:
+        def invoke(self, function: str, payload: bytes, **kwargs: Any) -> None:
+            sent.append(payload)
+
+    spec = lambda_runtime.FunctionSpec("123456789012", "us-east-1", "fn", "$LATEST", "arn", "app.handler",
+                                       "python3.11", "sha", 3, 128, (), (), None)
+    record = {"requestPayload": {"q": "\"caf\u00e9\""}}
+    lambda_runtime.send_to_destination("arn:aws:lambda:us-east-1:123456789012:function:next", record, "Success",
+                                       spec, Recorder())  # type: ignore[arg-type]
+    assert [type(p) for p in sent] == [lambda_runtime.JSONPayload] and json.loads(sent[0]) == record
