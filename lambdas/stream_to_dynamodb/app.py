@@ -137,7 +137,8 @@ class Line:
 
     @property
     def amount(self) -> Decimal:
-        return self.price * self.quantity
+        """Exact, or ArithmeticError past DynamoDB's 38 digits (Python's default context would round at 28)."""
+        return DYNAMODB_CONTEXT.multiply(self.price, self.quantity)
 
     @property
     def invoice_time(self) -> str:
@@ -186,9 +187,10 @@ def decode(record: dict[str, Any]) -> Line:
     line = Line(record, kinesis["sequenceNumber"], row, invoice, record_id, quantity(row.get("Quantity")),
                 price(row.get("UnitPrice")), moment(row.get("InvoiceDate")))
     try:  # DynamoDB numbers carry 38 significant digits: refuse here what it would refuse for the whole batch
-        DYNAMODB_CONTEXT.create_decimal(line.amount)
+        DYNAMODB_CONTEXT.create_decimal(line.price)
+        line.amount  # noqa: B018 - computed to check it
     except ArithmeticError:
-        raise Invalid(f"Quantity x UnitPrice {line.amount} does not fit a DynamoDB number") from None
+        raise Invalid(f"UnitPrice {line.price} or Quantity x UnitPrice does not fit a DynamoDB number") from None
     return line
 
 

@@ -13,6 +13,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
@@ -713,6 +714,18 @@ def test_stream_to_dynamodb_quarantines_the_lines_a_full_invoice_cannot_hold(
     stored = {line["M"]["record_id"]["S"] for line in item["lines"]["L"]}
     quarantined = {json.loads(base64.b64decode(m["data"]))["record_id"] for m in messages}
     assert stored | quarantined == {r["record_id"] for r in rows} and not stored & quarantined
+
+
+def test_stream_to_dynamodb_refuses_numbers_dynamodb_cannot_store(to_ddb: ModuleType):
+    """38 significant digits at most: such a record is quarantined alone instead of failing its whole batch."""
+    row = {"InvoiceNo": "536365", "StockCode": "85123A", "Quantity": 3, "UnitPrice": "2.55",
+           "InvoiceDate": "12/1/2010 8:26", "record_id": "r#1"}
+    record = synthetic_event([json.dumps(row).encode()])["Records"][0]
+    assert to_ddb.decode(record).amount == Decimal("7.65")
+    for price in ("1." + "1" * 40, "9" * 37 + ".9"):  # the price itself; then the amount (3 x) grows past 38
+        bad = synthetic_event([json.dumps(row | {"UnitPrice": price}).encode()])["Records"][0]
+        with pytest.raises(to_ddb.Invalid, match="does not fit a DynamoDB number"):
+            to_ddb.decode(bad)
 
 
 def test_entry_bytes_is_never_below_dynamodb_size(to_ddb: ModuleType):
