@@ -121,6 +121,15 @@ def cpu_seconds(server_pid: int) -> dict[str, float] | None:
         return None
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM) in MB, from /proc; None where there is no /proc."""
+    try:
+        line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM:"))
+        return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def _log(message: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -337,6 +346,7 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
     _log(str(summary))
     drained = monitor.wait(summary.accepted, DRAIN_TIMEOUT_S)
     cpu_at_drain = cpu_seconds(built["server_pid"])
+    server_peak_mb = peak_rss_mb(built["server_pid"])
     everything_s = max(drained.values()) if len(drained) == 2 else None
     _log(f"drained: {drained}; reconciling")
 
@@ -380,6 +390,7 @@ def _pipeline(built: dict[str, Any], rows: Any, state_dir: Path) -> dict[str, An
         "end_to_end_rows_per_s": _rate(summary.sent, everything_s) if everything_s else None,
         "reconcile_s": round(reconcile_s, 2),
         "cpu_s_when_drained": cpu_at_drain,  # the budget on 2 cores: 2 x the drain time
+        "server_peak_rss_mb_when_drained": server_peak_mb,
         "first_post_to_reconciled_s": round(everything_s + reconcile_s, 2) if everything_s else None,
         "target_s": TARGET_S,
         # The target is the pipeline's time (first POST -> both consumers checkpointed the last record),

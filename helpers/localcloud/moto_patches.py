@@ -20,6 +20,9 @@
   attributes. It now compares the requests' keys, as AWS does (puts and deletes alike).
 - `DynamoType` measured a map's values by re-wrapping each of them in a new DynamoType, and found its
   type with two list copies: the same values and sizes are now computed without the copies.
+- moto runs its Flask apps with `debug = True`, and Flask's debug mode gives every request's form a
+  class of its own (a helper for a browser's wrong enctype): a class, closures and a reference cycle per
+  request, which held the request's body until the cyclic collector ran. That helper is off.
 - DynamoDB `Query` sorted every item of the table to keep one partition (about 1 s per query on the
   570,000 items of the full file's serving table). On the table's key it now reads that partition; on
   a global secondary index it reads the items of that index key from a map built in one pass and
@@ -64,6 +67,7 @@ def apply() -> None:
     _project_top_level_attributes()
     _moto_modules_listed_once()
     _error_tables_built_once()
+    _no_flask_form_class_per_request()
     from helpers.localcloud import fast_json_protocol
 
     fast_json_protocol.apply()
@@ -148,6 +152,18 @@ def _item_size_once() -> None:
         dict.update(item.attrs, converted)  # later single-attribute updates still go through the check
 
     Item.__init__ = init  # type: ignore[method-assign]
+
+
+def _no_flask_form_class_per_request() -> None:
+    """flask.Request._load_form_data calls debughelpers.attach_enctype_error_multidict in debug mode
+    (moto's apps are): it only rewords a KeyError for HTML forms; see the module doc for its cost."""
+    from flask import debughelpers
+
+    def attach_enctype_error_multidict(request: Any) -> None:
+        return None
+
+    attach_enctype_error_multidict.flask_original = debughelpers.attach_enctype_error_multidict  # type: ignore[attr-defined]
+    debughelpers.attach_enctype_error_multidict = attach_enctype_error_multidict
 
 
 def _dynamo_type_without_copies() -> None:

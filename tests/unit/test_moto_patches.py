@@ -102,3 +102,38 @@ def test_batch_write_refuses_two_requests_on_one_key_as_aws_does(aws: Callable[[
     assert answer["UnprocessedItems"] == {} and dynamodb.scan(TableName=table)["Count"] == 3
     dynamodb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": {"PK": {"S": "a"}, "SK": {"S": "2"}}}}]})
     assert dynamodb.scan(TableName=table)["Count"] == 2
+
+
+def test_a_request_leaves_no_cycle_holding_its_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flask's debug form helper made a class and a cycle per request (the body lived until a full GC)."""
+    import gc
+    import json
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.test import EnvironBuilder
+
+    from helpers.localcloud import moto_patches
+
+    monkeypatch.setenv("MOTO_PORT", "5999")
+    moto_patches.apply()
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def list_tables() -> bytes:
+        environ = EnvironBuilder(method="POST", path="/", data=json.dumps({}), headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0",
+            "Host": "localhost:5999", "Authorization": "AWS4-HMAC-SHA256 Credential=t/20200101/us-east-1/dynamodb/"
+                                                       "aws4_request, SignedHeaders=host, Signature=x"}).get_environ()
+        return b"".join(app(environ, lambda status, headers, exc_info=None: None))
+
+    assert json.loads(list_tables()) == {"TableNames": []}
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            list_tables()
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not kinds & {"BackendRequest", "BytesIO", "ImmutableMultiDict", "type"}, kinds
