@@ -254,13 +254,15 @@ def lake_lines(bucket: str, prefix: str = LAKE_PREFIX) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table_items(table: str) -> pd.DataFrame:
-    """Every item of the serving table, plain Python values (a scan: fine for a course-sized table)."""
+def invoice_documents(table: str) -> pd.DataFrame:
+    """Every invoice document of the serving table, plain Python values (a scan: fine for a course-sized
+    table). Items of other kinds, such as an older workbook's line items, are left out."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
     items = [{k: deserializer.deserialize(v) for k, v in item.items()}
-             for page in config.client("dynamodb").get_paginator("scan").paginate(TableName=table)
+             for page in config.client("dynamodb").get_paginator("scan").paginate(
+                 TableName=table, FilterExpression="SK = :document", ExpressionAttributeValues={":document": {"S": "INVOICE"}})
              for item in page["Items"]]
     return pd.DataFrame(items)
 
