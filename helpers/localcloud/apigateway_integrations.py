@@ -25,7 +25,7 @@ from helpers.localcloud import apigateway_vtl as vtl
 from helpers.localcloud.apigateway_model import GatewayError, GatewayResponse, MethodRequest
 from helpers.localcloud.apigateway_security import lambda_arn_from_uri
 from helpers.localcloud.apigateway_vtl import TemplateError
-from helpers.localcloud.lambda_runtime import JSONPayload
+from helpers.localcloud.executors import JSONPayload
 
 Invoke = Callable[[str, bytes], Any]
 PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}

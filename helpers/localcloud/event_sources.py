@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from helpers.localcloud.executors import CloudContext, Invoker, LambdaInvokeError, WSGIApp
+from helpers.localcloud.executors import CloudContext, Invoker, JSONPayload, LambdaInvokeError, WSGIApp
 
 log = logging.getLogger("localcloud.event_sources")
 
@@ -205,8 +205,6 @@ def interpret(result: Any, batch: list[SourceRecord], report_item_failures: bool
 def invoke_batch(invoker: Invoker, config: MappingConfig, event: dict[str, Any], stopping: threading.Event) -> Any:
     """One synchronous invocation; throttles (429) are retried without counting as failures. The event is
     serialised here, so it is marked as valid JSON: the runtime does not parse a ~500 KB batch to check it."""
-    from helpers.localcloud.lambda_runtime import JSONPayload
-
     payload = JSONPayload.dumps(event)
     while True:
         try:

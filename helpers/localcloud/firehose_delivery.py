@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from helpers.localcloud.executors import Invoker, LambdaInvokeError
+from helpers.localcloud.executors import Invoker, JSONPayload, LambdaInvokeError
 
 MIB = 1024 * 1024
 MAX_LAMBDA_PAYLOAD = 6 * MIB - 64 * 1024  # synchronous invoke limit, with room for the envelope
@@ -372,7 +372,7 @@ def _invoke(config: StreamConfig, invoker: Invoker | None, batch: list[FirehoseR
     assert processor is not None
     if invoker is None:
         return None, "Lambda.InvokeAccessDenied", "No Lambda runtime is running in the local cloud."
-    payload = json.dumps(lambda_event(config, batch)).encode()
+    payload = JSONPayload.dumps(lambda_event(config, batch))  # built here: not parsed again to validate
     try:
         result = invoker.invoke(processor.lambda_arn, payload, invocation_type="RequestResponse",
                                 account_id=config.account_id, region=config.region)

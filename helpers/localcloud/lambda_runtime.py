@@ -46,6 +46,7 @@ from helpers.localcloud.executors import (
     DEFAULT_REGION,
     CloudContext,
     InvokeResult,
+    JSONPayload,
     LambdaInvokeError,
     WSGIApp,
 )
@@ -75,18 +76,6 @@ IDLE_TIMEOUT_S = _env_float("RETAIL_LAMBDA_IDLE_TIMEOUT_S", 600)
 MAX_WORKERS_PER_FUNCTION = int(os.environ.get("RETAIL_LAMBDA_MAX_WORKERS", "8"))
 ASYNC_RETRY_DELAYS_S = tuple(float(v) for v in os.environ.get("RETAIL_LAMBDA_ASYNC_RETRY_DELAYS_S", "1,2").split(","))
 ASYNC_THREADS = int(os.environ.get("RETAIL_LAMBDA_ASYNC_THREADS", "4"))
-
-
-class JSONPayload(bytes):
-    """Invoke payload bytes the local cloud serialised itself (`JSONPayload.dumps(event)`): valid JSON by
-    construction, so `invoke` does not parse them again just to validate them (a 1,000-record Kinesis batch
-    is ~500 KB). External payloads (the Invoke API, templates, user input) stay plain bytes and are checked."""
-
-    __slots__ = ()
-
-    @classmethod
-    def dumps(cls, value: Any) -> "JSONPayload":
-        return cls(json.dumps(value).encode())
 
 
 def _now_iso() -> str:

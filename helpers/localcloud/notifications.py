@@ -35,7 +35,7 @@ from urllib.parse import quote_plus
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud.executors import CloudContext, WSGIApp
+from helpers.localcloud.executors import CloudContext, JSONPayload, WSGIApp
 
 log = logging.getLogger("localcloud.notifications")
 
@@ -206,7 +206,7 @@ class Notifications:
             log.warning("no lambda-runtime: notification to %s dropped", function_arn)
             return
         try:
-            self.cloud.invoker().invoke(function_arn, json.dumps(event).encode(), invocation_type="Event",
+            self.cloud.invoker().invoke(function_arn, JSONPayload.dumps(event), invocation_type="Event",
                                         account_id=account_id, region=region)
         except Exception as error:  # asynchronous on AWS: the caller never sees the failure
             log.warning("notification to %s failed: %s", function_arn, error)

@@ -269,7 +269,7 @@ def test_proxy_function_error_is_502(gateway: Gateway):
 
 
 def test_proxy_events_are_marked_valid_json_and_template_bodies_are_not(gateway: Gateway):
-    from helpers.localcloud.lambda_runtime import JSONPayload
+    from helpers.localcloud.executors import JSONPayload
 
     gateway.proxy("/p", "POST", "fn", echo)
     non_proxy(gateway, "/np", "POST", lambda event: event)  # passthrough: the client's body, Lambda checks it

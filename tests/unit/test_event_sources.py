@@ -141,7 +141,7 @@ class TestStreamDelivery:
         assert failures[0]["KinesisBatchInfo"]["batchSize"] == 2
 
     def test_the_batch_is_sent_as_json_marked_valid_so_the_runtime_does_not_parse_it_again(self):
-        from helpers.localcloud.lambda_runtime import JSONPayload
+        from helpers.localcloud.executors import JSONPayload
 
         sent: list[bytes] = []
 
