@@ -14,7 +14,7 @@ test: $(STAMP)  ## unit tests, every notebook under papermill, nbval over the co
 	$(BIN)/python -m pytest $(ARGS)
 
 lab: $(STAMP)  ## JupyterLab on the notebooks, with the local cloud running
-	$(BIN)/python -m helpers.localcloud up
+	$(BIN)/python -m localcloud up
 	$(BIN)/jupyter lab notebooks/
 
 refresh: $(STAMP)  ## re-execute notebooks and update their committed outputs (ARGS="--only 01")
@@ -24,10 +24,10 @@ sample: $(STAMP)  ## regenerate data/sample.csv from the full real file
 	$(BIN)/python -m helpers.sample $(ARGS)
 
 cloud-up: $(STAMP)
-	$(BIN)/python -m helpers.localcloud up $(ARGS)
+	$(BIN)/python -m localcloud up $(ARGS)
 
 cloud-down: $(STAMP)
-	$(BIN)/python -m helpers.localcloud down $(ARGS)
+	$(BIN)/python -m localcloud down $(ARGS)
 
 bench: $(STAMP)  ## benchmarks (numbers, not pass/fail)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RETAIL_LOCALCLOUD_FASTPATH", "check")
     for name in ("RETAIL_TARGET", "RETAIL_ALLOW_AWS_CREATE", "AWS_PROFILE", "AWS_SESSION_TOKEN", "RETAIL_DATA"):
         os.environ.pop(name, None)
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     _session_port = lifecycle.free_port()
     endpoint = lifecycle.up(port=_session_port)
@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _session_port is not None:
-        from helpers.localcloud import lifecycle
+        from localcloud import lifecycle
 
         lifecycle.down(port=_session_port)
 

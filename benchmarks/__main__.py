@@ -44,7 +44,7 @@ def _timed(call: Callable[[], Any], repeat: int) -> list[float]:
 def bench_localcloud() -> dict[str, Any]:
     import boto3
 
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     os.environ["RETAIL_LOCALCLOUD_HOME"] = tempfile.mkdtemp(prefix="bench-localcloud-")
     starts, stops = [], []

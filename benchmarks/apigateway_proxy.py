@@ -117,7 +117,7 @@ def _drive(port: int, path: str, total: int, concurrency: int, time_limit: float
 
 
 def run() -> dict[str, Any]:
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     os.environ["RETAIL_LOCALCLOUD_HOME"] = tempfile.mkdtemp(prefix="bench-apigw-")
     port = lifecycle.free_port()

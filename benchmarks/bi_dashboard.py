@@ -22,7 +22,7 @@ def run() -> dict[str, Any]:
     if not REAL_FILE.exists():
         return {"skipped": f"the real file is not at {REAL_FILE} (set RETAIL_REAL_DATA)"}
     from helpers import config, warehouse
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     with lifecycle.running(tempfile.mkdtemp(prefix="bench-bi-")) as endpoint:
         os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")

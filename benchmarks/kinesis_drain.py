@@ -76,7 +76,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 def run() -> dict[str, Any]:
     import boto3
 
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     os.environ["RETAIL_LOCALCLOUD_HOME"] = tempfile.mkdtemp(prefix="bench-kinesis-")
     port = lifecycle.free_port()

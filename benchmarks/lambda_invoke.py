@@ -36,7 +36,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 def run() -> dict[str, Any]:
     import boto3
 
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     with lifecycle.running(tempfile.mkdtemp(prefix="bench-lambda-")) as endpoint:
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")

@@ -508,7 +508,7 @@ def run(rows: int | None = ROWS, shards: int | None = SHARDS, esm_batch: int = E
 
         return {"skipped": f"{REAL_FILE} not found ({dataset.REAL_FILE_HINT}; or set RETAIL_REAL_DATA)"}
     from helpers import client, config
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     loading = time.perf_counter()
     selected = client.read_rows(REAL_FILE, nrows=rows)

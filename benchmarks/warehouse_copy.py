@@ -52,7 +52,7 @@ def run() -> dict[str, Any]:
         return {"skipped": f"{REAL_FILE} not found"}
     import boto3
 
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     with lifecycle.running(tempfile.mkdtemp(prefix="bench-warehouse-"), {"RETAIL_LOCALCLOUD_EXECUTORS": "warehouse"}) as endpoint:
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")

@@ -572,7 +572,7 @@ class _ApiBuilder:
         self.changed = True
 
     def integration(self, resource: str, route: Route) -> None:
-        from helpers.localcloud.apigateway_vtl import PASSTHROUGH_TEMPLATE  # AWS's console template
+        from localcloud.apigateway.vtl import PASSTHROUGH_TEMPLATE  # AWS's console template
 
         wanted: dict[str, Any] = {"type": route.integration, "httpMethod": "POST", "uri": lambda_uri(route.function_arn)}
         if route.integration == "AWS":

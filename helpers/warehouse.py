@@ -665,7 +665,7 @@ def deliver(name: str, *, interval_s: int = 60, until: Callable[[], bool] | None
                              "Errors": []}
     current = config.settings()
     if current.is_local:
-        from helpers.localcloud import firehose
+        from localcloud.firehose import executor as firehose
 
         while True:
             report = firehose.flush(current.endpoint_url, name, account=config.account_id(), region=current.region)

@@ -123,19 +123,19 @@ def _cloud(keep: bool) -> Iterator[None]:
 
     A cloud this run starts begins empty (what an earlier run left is forgotten), so `make run` always
     builds the platform from nothing, as on a fresh account; one already running is used as it is."""
-    from helpers import localcloud
+    from helpers import cloud
 
     local = os.environ.get("RETAIL_TARGET", "local") == "local"
-    was_running = local and localcloud.is_running()
+    was_running = local and cloud.is_running()
     if local and not was_running:
-        localcloud.reset()
+        cloud.reset()
     if local:
-        print(f"local cloud: {localcloud.ensure_running()}")
+        print(f"local cloud: {cloud.ensure_running()}")
     try:
         yield
     finally:
         if local and not was_running and not keep:
-            localcloud.stop()
+            cloud.stop()
             print("local cloud stopped (use --keep-cloud to keep it running for exploration)")
 
 

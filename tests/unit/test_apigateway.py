@@ -19,9 +19,9 @@ from moto import mock_aws
 from werkzeug.test import Client
 from werkzeug.wrappers import Request
 
-from helpers.localcloud import apigateway
-from helpers.localcloud.apigateway_vtl import PASSTHROUGH_TEMPLATE
-from helpers.localcloud.executors import CloudContext, InvokeResult
+from localcloud.apigateway import server as apigateway
+from localcloud.apigateway.vtl import PASSTHROUGH_TEMPLATE
+from localcloud.executors import CloudContext, InvokeResult
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -269,7 +269,7 @@ def test_proxy_function_error_is_502(gateway: Gateway):
 
 
 def test_proxy_events_are_marked_valid_json_and_template_bodies_are_not(gateway: Gateway):
-    from helpers.localcloud.executors import JSONPayload
+    from localcloud.executors import JSONPayload
 
     gateway.proxy("/p", "POST", "fn", echo)
     non_proxy(gateway, "/np", "POST", lambda event: event)  # passthrough: the client's body, Lambda checks it
@@ -304,7 +304,7 @@ def non_proxy(gateway: Gateway, path: str, verb: str, handler: Handler, template
 
 
 def test_passthrough_template_with_a_dataframe_body_and_no_content_type(gateway: Gateway):
-    pandas = pytest.importorskip("pandas")
+    import pandas
     frame = pandas.DataFrame({"store": ["a", "b"], "sales": [1.5, 2.0]})
     templates = {"application/json": PASSTHROUGH_TEMPLATE}
     def handler(event: dict[str, Any]) -> dict[str, Any]:
@@ -732,7 +732,7 @@ def fuzz_gateway(gateway: Gateway) -> Gateway:
 # --------------------------------------------------------------------------------------------------
 # Pure helpers
 
-from helpers.localcloud import apigateway_security as security  # noqa: E402
+from localcloud.apigateway import security  # noqa: E402
 
 
 def test_policy_evaluation_wildcards_and_explicit_deny():

@@ -13,16 +13,14 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from helpers.localcloud import lifecycle
-from helpers.localcloud.apigateway_vtl import PASSTHROUGH_TEMPLATE
+from localcloud import lifecycle
+from localcloud.apigateway.vtl import PASSTHROUGH_TEMPLATE
 
-HAS_RUNTIME = importlib.util.find_spec("helpers.localcloud.lambda_runtime") is not None
-needs_runtime = pytest.mark.skipif(not HAS_RUNTIME, reason="helpers/localcloud/lambda_runtime.py is not there yet")
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {} if HAS_RUNTIME else {"RETAIL_LOCALCLOUD_EXECUTORS": "apigateway"}
+    env: dict[str, str] = {}
     with lifecycle.running(tmp_path_factory.mktemp("localcloud"), env) as url:
         yield url
 
@@ -107,9 +105,8 @@ def handler(event, context):
 '''
 
 
-@needs_runtime
 def test_dataframe_posted_without_content_type_reaches_a_non_proxy_lambda(endpoint: str):
-    pandas = pytest.importorskip("pandas")
+    import pandas
     apigw = client(endpoint, "apigateway")
     arn = deploy_function(endpoint, "frame-reader", NON_PROXY_HANDLER)
     api, root = new_api(apigw, "frames")
@@ -147,7 +144,6 @@ def handler(event, context):
 '''
 
 
-@needs_runtime
 def test_lambda_proxy_returns_status_headers_and_body(endpoint: str):
     apigw = client(endpoint, "apigateway")
     arn = deploy_function(endpoint, "proxy-handler", PROXY_HANDLER)

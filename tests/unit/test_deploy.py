@@ -19,8 +19,6 @@ from botocore.exceptions import ClientError
 from helpers import config, deploy, iam
 from helpers.paths import PROJECT_ROOT
 
-RUNTIME_FILE = PROJECT_ROOT / "helpers" / "localcloud" / "lambda_runtime.py"
-needs_runtime = pytest.mark.skipif(not RUNTIME_FILE.exists(), reason="helpers/localcloud/lambda_runtime.py not there yet")
 
 HANDLER = '''
 import json
@@ -341,7 +339,6 @@ def test_invoke_url_on_aws_is_execute_api():
         config._current = None
 
 
-@needs_runtime
 def test_client_posts_through_the_deployed_api(tmp_path: Path, prefix: str):
     from helpers import client
 
@@ -350,7 +347,6 @@ def test_client_posts_through_the_deployed_api(tmp_path: Path, prefix: str):
     assert (summary.accepted, summary.failed) == (120, 0), str(summary)
 
 
-@needs_runtime
 def test_course_ingest_api_end_to_end(prefix: str):
     """The workbook's own ingest function behind the API: the client's rows land on the stream."""
     from helpers import client

@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from helpers.localcloud import event_sources as es
-from helpers.localcloud.executors import InvokeResult, LambdaInvokeError
+from localcloud.event_sources import pollers as es
+from localcloud.executors import InvokeResult, LambdaInvokeError
 
 ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/orders"
@@ -141,7 +141,7 @@ class TestStreamDelivery:
         assert failures[0]["KinesisBatchInfo"]["batchSize"] == 2
 
     def test_the_batch_is_sent_as_json_marked_valid_so_the_runtime_does_not_parse_it_again(self):
-        from helpers.localcloud.executors import JSONPayload
+        from localcloud.executors import JSONPayload
 
         sent: list[bytes] = []
 
@@ -273,7 +273,7 @@ class InProcessCloud:
     def __init__(self, state_dir: Path, invoker: HandlerInvoker):
         import boto3
 
-        from helpers.localcloud.executors import CloudContext
+        from localcloud.executors import CloudContext
 
         self.invoker = invoker
         self.context = CloudContext(endpoint="http://unused", port=0, state_dir=state_dir,
@@ -528,8 +528,6 @@ class TestTumblingWindows:
 # --------------------------------------------------------------------------------------------------
 # A real local cloud (own port and state) with zip-deployed handlers run by the Lambda runtime
 
-RUNTIME = Path(__file__).resolve().parents[2] / "helpers" / "localcloud" / "lambda_runtime.py"
-needs_runtime = pytest.mark.skipif(not RUNTIME.exists(), reason="helpers/localcloud/lambda_runtime.py not there yet")
 
 COURSE_HANDLER = '''
 import base64
@@ -644,7 +642,7 @@ class RealCloud:
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCloud]:
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     home = tmp_path_factory.mktemp("esm-localcloud")
     previous = os.environ.get("RETAIL_LOCALCLOUD_HOME")
@@ -665,7 +663,6 @@ def kinesis_values(events: list[dict[str, Any]]) -> list[list[str]]:
     return [[base64.b64decode(r["kinesis"]["data"]).decode() for r in e["Records"]] for e in events]
 
 
-@needs_runtime
 class TestRealCloud:
     def test_course_style_lambda_processes_every_record(self, real: RealCloud):
         real.ddb.create_table(TableName="course-orders", KeySchema=[{"AttributeName": "InvoiceNo", "KeyType": "HASH"}],

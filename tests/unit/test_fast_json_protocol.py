@@ -16,7 +16,7 @@ from moto.core.parse import JSONParser
 from moto.core.serialize import JSONSerializer, XFormedAttributePicker
 from moto.core.utils import get_service_model
 
-from helpers.localcloud import fast_json_protocol as fast
+from localcloud.motoapi import fast_json_protocol as fast
 
 BLOB = b"\x00\xffbinary"
 ATTRIBUTES = {

@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from helpers.localcloud import firehose as fh
-from helpers.localcloud import firehose_delivery as fd
-from helpers.localcloud.executors import InvokeResult, LambdaInvokeError
+from localcloud.firehose import executor as fh
+from localcloud.firehose import delivery as fd
+from localcloud.executors import InvokeResult, LambdaInvokeError
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -24,7 +24,6 @@ FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:transform"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/firehose"
 OBJECT_NAME = r"orders-1-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 HOUR_PREFIX = r"\d{4}/\d{2}/\d{2}/\d{2}/"
-RUNTIME = Path(__file__).resolve().parents[2] / "helpers" / "localcloud" / "lambda_runtime.py"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,7 +356,7 @@ class TestRedshift:
         assert fd.redshift_retry_s({}) == 3600.0
 
     def test_jdbc_url_parsing(self):
-        from helpers.localcloud.warehouse import jdbc_target
+        from localcloud.warehouse.executor import jdbc_target
         assert jdbc_target("jdbc:redshift://retail.abc.us-east-1.redshift.amazonaws.com:5439/dev") == {"cluster": "retail", "database": "dev"}
 
 
@@ -383,7 +382,7 @@ class InProcess:
     def __init__(self, state_dir: Path, invoker: Any = None):
         import boto3
 
-        from helpers.localcloud.executors import CloudContext
+        from localcloud.executors import CloudContext
 
         executors = {"lambda-runtime": invoker} if invoker is not None else {}
         self.context = CloudContext(endpoint="http://unused", port=0, state_dir=state_dir, executors=executors)
@@ -490,9 +489,9 @@ class TestInProcess:
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
-    executors = "firehose,lambda_runtime" if RUNTIME.exists() else "firehose"
+    executors = "firehose,awslambda"
     with lifecycle.running(tmp_path_factory.mktemp("firehose-localcloud"),
                            {"RETAIL_LOCALCLOUD_EXECUTORS": executors, "RETAIL_FIREHOSE_RETRY_S": "0"}) as endpoint:
         yield endpoint
@@ -599,7 +598,6 @@ class TestRealCloud:
         assert error_manifest.startswith("errors/manifests/") and report["Manifests"][0].startswith("manifests/")
         assert fh.flush(real, "to-redshift")["ErrorManifests"] == []  # reported once
 
-    @pytest.mark.skipif(not RUNTIME.exists(), reason="needs the Lambda runtime (helpers/localcloud/lambda_runtime.py)")
     def test_transformation_lambda_end_to_end(self, real: str, client: Callable[[str], Any], tmp_path: Path):
         import io
         import zipfile

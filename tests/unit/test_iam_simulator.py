@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from helpers.localcloud import iam_simulator as sim
-from helpers.localcloud import lifecycle
+from localcloud.iam import simulator as sim
+from localcloud import lifecycle
 
 ACCOUNT = "123456789012"
 STREAM = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/orders"

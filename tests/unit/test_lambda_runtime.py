@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from helpers.localcloud.lambda_runtime import split_function
+from localcloud.awslambda.runtime import split_function
 
 PROBE = '''
 import os, sys, time
@@ -395,7 +395,7 @@ def _awkward_event(size: int) -> dict[str, Any]:
 def test_worker_messages_carry_the_payload_verbatim_after_a_small_json_header() -> None:
     import os
 
-    from helpers.localcloud import lambda_worker
+    from localcloud.awslambda import worker as lambda_worker
 
     payload = json.dumps(_awkward_event(2_000_000), ensure_ascii=False).encode()  # larger than a pipe buffer
     read_fd, write_fd = os.pipe()
@@ -435,8 +435,8 @@ def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
     import boto3
     from moto import mock_aws
 
-    from helpers.localcloud.executors import CloudContext
-    from helpers.localcloud.lambda_runtime import LambdaRuntime
+    from localcloud.executors import CloudContext
+    from localcloud.awslambda.runtime import LambdaRuntime
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
@@ -454,8 +454,9 @@ def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
 
 def test_internal_payloads_skip_the_validation_parse_and_external_ones_keep_it(
         in_process: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from helpers.localcloud import event_sources, lambda_runtime
-    from helpers.localcloud.executors import LambdaInvokeError
+    from localcloud.event_sources import pollers as event_sources
+    from localcloud.awslambda import runtime as lambda_runtime
+    from localcloud.executors import LambdaInvokeError
 
     runtime, arn = in_process
     checked: list[bytes] = []
@@ -479,7 +480,7 @@ def test_internal_payloads_skip_the_validation_parse_and_external_ones_keep_it(
 
 
 def test_async_destinations_to_another_function_send_marked_json() -> None:
-    from helpers.localcloud import lambda_runtime
+    from localcloud.awslambda import runtime as lambda_runtime
 
     sent: list[bytes] = []
 

@@ -1,4 +1,4 @@
-"""The local cloud keeps HTTP/1.1 connections open (helpers/localcloud/http_server.py), and only when
+"""The local cloud keeps HTTP/1.1 connections open (localcloud/http_server.py), and only when
 that is safe: a body the app did not read is drained, a client's `close`, HTTP/1.0 and chunked requests
 close, werkzeug's error paths close, idle connections time out and never hold up a shutdown.
 
@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Iterator
 import boto3
 import pytest
 
-from helpers.localcloud import http_server, lifecycle
+from localcloud import http_server
+from localcloud import lifecycle
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from helpers.localcloud import lifecycle
+from localcloud import lifecycle
 
-CLI = [sys.executable, "-m", "helpers.localcloud"]
+CLI = [sys.executable, "-m", "localcloud"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -93,8 +93,7 @@ def test_boto3_and_the_aws_cli_work_against_it(port: int):
     assert kinesis.put_record(StreamName="s", Data=b"x", PartitionKey="k")["ShardId"] == "shardId-000000000000"
 
     aws = shutil.which("aws", path=str(Path(sys.executable).parent)) or shutil.which("aws")
-    if aws is None:
-        pytest.skip("the aws CLI is not installed (requirements.txt installs it into .venv)")
+    assert aws is not None, "the aws CLI is not installed (requirements.txt installs it into .venv)"
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     listed = subprocess.run([aws, "s3", "ls", "s3://lake/raw/"], capture_output=True, text=True, env=env, timeout=60)
@@ -167,7 +166,7 @@ def test_the_server_collects_young_objects_and_freezes_the_survivors():
     survives frozen (moto's state is then never walked again), and everything as before once stopped."""
     import gc
 
-    from helpers.localcloud.server import keep_state_out_of_gc
+    from localcloud.server import keep_state_out_of_gc
 
     class Node:
         def __init__(self) -> None:
@@ -199,7 +198,7 @@ def test_a_heavy_young_round_is_frozen_without_walking_it():
     import gc
     import weakref
 
-    from helpers.localcloud.server import keep_state_out_of_gc
+    from localcloud.server import keep_state_out_of_gc
 
     class Node:
         def __init__(self) -> None:
@@ -234,7 +233,7 @@ def test_a_heavy_young_round_is_frozen_without_walking_it():
 def test_the_full_collection_waits_for_an_idle_moment():
     import gc
 
-    from helpers.localcloud import server
+    from localcloud import server
 
     busy = threading.Event()
     busy.set()

@@ -48,7 +48,7 @@ ITEM = {"PK": {"S": "INVOICE#1"}, "SK": {"S": "LINE#a"}, "Quantity": {"N": "6"},
 def test_projection_builds_the_item_moto_builds(expressions: list[list[str]]) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    from helpers.localcloud import moto_patches
+    from localcloud.motoapi import patches as moto_patches
 
     moto_patches.apply()
     item = Item(DynamoType(ITEM["PK"]), DynamoType(ITEM["SK"]), ITEM)
@@ -67,7 +67,7 @@ NESTED = [ITEM["Address"], ITEM["Lines"], ITEM["Tags"], {"NS": ["1", "2.5"]}, {"
 def test_dynamo_type_builds_and_measures_as_moto_does(value: dict[str, Any]) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    from helpers.localcloud import moto_patches
+    from localcloud.motoapi import patches as moto_patches
 
     moto_patches.apply()
     ours = DynamoType(value)
@@ -112,7 +112,7 @@ def test_a_request_leaves_no_cycle_holding_its_body(monkeypatch: pytest.MonkeyPa
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.test import EnvironBuilder
 
-    from helpers.localcloud import moto_patches
+    from localcloud.motoapi import patches as moto_patches
 
     monkeypatch.setenv("MOTO_PORT", "5999")
     moto_patches.apply()

@@ -17,12 +17,10 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event, SNSEvent
 from botocore.exceptions import ClientError
 
-from helpers.localcloud import lifecycle
-from helpers.localcloud import notifications as nt
+from localcloud import lifecycle
+from localcloud.notifications import executor as nt
 
 ACCOUNT = "123456789012"
-RUNTIME_PRESENT = (Path(__file__).parents[2] / "helpers/localcloud/lambda_runtime.py").exists()
-needs_runtime = pytest.mark.skipif(not RUNTIME_PRESENT, reason="helpers/localcloud/lambda_runtime.py not written yet")
 
 # --------------------------------------------------------------------------------------------------
 # Event shapes (pure)
@@ -222,7 +220,6 @@ def test_tags_stored_by_put_object_do_not_send_a_tagging_event(aws: Any):
     assert names == ["ObjectCreated:Put", "ObjectTagging:Put", "ObjectRemoved:Delete"]
 
 
-@needs_runtime
 def test_s3_put_invokes_the_function_with_filters(aws: Any, role: str):
     function_arn, out = make_forwarder(aws, role)
     bucket = unique("b")
@@ -240,7 +237,6 @@ def test_s3_put_invokes_the_function_with_filters(aws: Any, role: str):
     assert event.record.event_name == "ObjectCreated:Put" and event.bucket_name == bucket
 
 
-@needs_runtime
 def test_sns_publish_invokes_a_permitted_function_only(aws: Any, role: str):
     permitted, permitted_out = make_forwarder(aws, role)
     refused, refused_out = make_forwarder(aws, role)
@@ -277,7 +273,7 @@ class FakeInvoker:
 def fake_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeInvoker, Any]]:
     from moto import mock_aws
 
-    from helpers.localcloud.executors import CloudContext
+    from localcloud.executors import CloudContext
 
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from helpers.localcloud import lifecycle, persistence
+from localcloud import lifecycle
+from localcloud.persistence import snapshots as persistence
 
 HANDLER = '''
 import base64, boto3, os

@@ -16,12 +16,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers.localcloud import lifecycle
-from helpers.localcloud import scheduler as sch
+from localcloud import lifecycle
+from localcloud.scheduler import rules as sch
 
 UTC = timezone.utc
 ACCOUNT = "123456789012"
-RUNTIME_PRESENT = (Path(__file__).parents[2] / "helpers/localcloud/lambda_runtime.py").exists()
 
 
 def at(text: str) -> datetime:
@@ -327,7 +326,6 @@ def make_forwarder(aws: Any) -> tuple[str, str]:
     return arn, url
 
 
-@pytest.mark.skipif(not RUNTIME_PRESENT, reason="helpers/localcloud/lambda_runtime.py not written yet")
 def test_schedule_and_pattern_rules_invoke_lambda(aws: Any, endpoint: str):
     function_arn, out = make_forwarder(aws)
     events = aws("events")
@@ -352,7 +350,7 @@ def test_lambda_targets_are_invoked_asynchronously_with_the_input(tmp_path: Path
     """In process with a fake Invoker standing in for the lambda-runtime."""
     from moto import mock_aws
 
-    from helpers.localcloud.executors import CloudContext
+    from localcloud.executors import CloudContext
 
     calls: list[tuple[str, Any, str]] = []
 

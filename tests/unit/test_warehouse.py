@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers.localcloud import lifecycle
-from helpers.localcloud import warehouse as wh
-from helpers.localcloud import warehouse_sql as wsql
-from helpers.localcloud.executors import CloudContext
+from localcloud import lifecycle
+from localcloud.warehouse import executor as wh
+from localcloud.warehouse import sql as wsql
+from localcloud.executors import CloudContext
 from helpers.paths import PROJECT_ROOT
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-copy"

@@ -43,7 +43,7 @@ def test_a_run_that_starts_the_local_cloud_starts_from_an_empty_account(tmp_path
     """What an earlier run left (kept by `down` for exploring) must not leak into `make run`."""
     import boto3
 
-    from helpers.localcloud import lifecycle
+    from localcloud import lifecycle
 
     monkeypatch.setenv("RETAIL_LOCALCLOUD_HOME", str(tmp_path))
     port = lifecycle.free_port()

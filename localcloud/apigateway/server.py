@@ -32,12 +32,12 @@ from typing import Any, Callable, Iterable
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud import apigateway_integrations as integrations
-from helpers.localcloud import apigateway_security as security
-from helpers.localcloud.apigateway_model import (
+from localcloud.apigateway import integrations
+from localcloud.apigateway import security
+from localcloud.apigateway.model import (
     GatewayError, GatewayResponse, MethodRequest, gateway_error, match_resource, missing_token,
 )
-from helpers.localcloud.executors import CloudContext, WSGIApp
+from localcloud.executors import CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.apigateway")
 

@@ -24,16 +24,18 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # runtime ("lambda-runtime", implementing `Invoker`) comes early: the others run functions through it.
 # Persistence comes first so moto's state is restored before anyone reads it, and saved after all stop.
 EXECUTOR_MODULES: tuple[str, ...] = (
-    "helpers.localcloud.persistence",
-    "helpers.localcloud.lambda_runtime",
-    "helpers.localcloud.iam_simulator",
-    "helpers.localcloud.event_sources",
-    "helpers.localcloud.notifications",
-    "helpers.localcloud.scheduler",
-    "helpers.localcloud.apigateway",
-    "helpers.localcloud.warehouse",
-    "helpers.localcloud.firehose",
+    "localcloud.persistence.snapshots",
+    "localcloud.awslambda.runtime",
+    "localcloud.iam.simulator",
+    "localcloud.event_sources.pollers",
+    "localcloud.notifications.executor",
+    "localcloud.scheduler.rules",
+    "localcloud.apigateway.server",
+    "localcloud.warehouse.executor",
+    "localcloud.firehose.executor",
 )
+# Short names for RETAIL_LOCALCLOUD_EXECUTORS (one executor in isolation, for debugging).
+EXECUTOR_NAMES: dict[str, str] = {module.split(".")[1]: module for module in EXECUTOR_MODULES}
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 
@@ -126,12 +128,12 @@ class Executor(Protocol):
 def load_executors(modules: Iterable[str] | None = None) -> list[Executor]:
     """Instantiate the registered executors (each module exposes `make_executor()`).
 
-    RETAIL_LOCALCLOUD_EXECUTORS="iam_simulator,lambda_runtime" starts only those (for debugging one
+    RETAIL_LOCALCLOUD_EXECUTORS="iam,awslambda" starts only those (for debugging one
     executor in isolation); by default all of them run.
     """
     if modules is None:
         only = os.environ.get("RETAIL_LOCALCLOUD_EXECUTORS")
         modules = EXECUTOR_MODULES if only is None else tuple(
-            f"helpers.localcloud.{name.strip()}" for name in only.split(",") if name.strip()
+            EXECUTOR_NAMES[name.strip()] for name in only.split(",") if name.strip()
         )
     return [importlib.import_module(name).make_executor() for name in modules]

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from helpers.localcloud.executors import CloudContext, Invoker, JSONPayload, LambdaInvokeError, WSGIApp
+from localcloud.executors import CloudContext, Invoker, JSONPayload, LambdaInvokeError, WSGIApp
 
 log = logging.getLogger("localcloud.event_sources")
 

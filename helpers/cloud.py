@@ -1,7 +1,5 @@
-"""The local cloud: moto's server as the AWS API and state, plus executors that perform what moto
-only stores. One background process per port, started by `python -m helpers.localcloud up`.
-
-Notebooks call `ensure_running()`; it is a no-op when the target is a real AWS account.
+"""The workbook's connection to its local cloud (the `localcloud` package): start it when the settings
+point at it, and point this process at it. Every call is a no-op when the target is a real AWS account.
 """
 
 from __future__ import annotations
@@ -10,25 +8,7 @@ import os
 from urllib.parse import urlsplit
 
 from helpers import config
-from helpers.localcloud.lifecycle import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    Health,
-    LocalCloudError,
-    PortInUseError,
-    down,
-    endpoint_for,
-    health,
-    logfile,
-    state_dir,
-    status,
-    up,
-)
-
-__all__ = [
-    "DEFAULT_HOST", "DEFAULT_PORT", "Health", "LocalCloudError", "PortInUseError", "down", "endpoint_for",
-    "current", "ensure_running", "health", "is_running", "logfile", "state_dir", "status", "stop", "up",
-]
+from localcloud import DEFAULT_HOST, DEFAULT_PORT, Health, LocalCloudError, down, endpoint_for, health, up
 
 
 def _configured_address() -> tuple[str, int]:

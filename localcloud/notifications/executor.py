@@ -35,7 +35,7 @@ from urllib.parse import quote_plus
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud.executors import CloudContext, JSONPayload, WSGIApp
+from localcloud.executors import CloudContext, JSONPayload, WSGIApp
 
 log = logging.getLogger("localcloud.notifications")
 

@@ -40,8 +40,8 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from helpers.localcloud import lambda_worker
-from helpers.localcloud.executors import (
+from localcloud.awslambda import worker as lambda_worker
+from localcloud.executors import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
     CloudContext,
@@ -788,7 +788,7 @@ class LambdaRuntime:
 
 def send_to_destination(arn: str, record: dict[str, Any], condition: str, spec: FunctionSpec, runtime: LambdaRuntime) -> None:
     """An async invocation record to SQS, SNS, another function or an EventBridge bus."""
-    from helpers.localcloud import event_sources
+    from localcloud.event_sources import pollers as event_sources
 
     service = arn.split(":")[2]
     if service in ("sqs", "sns"):

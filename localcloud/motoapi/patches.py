@@ -68,7 +68,7 @@ def apply() -> None:
     _moto_modules_listed_once()
     _error_tables_built_once()
     _no_flask_form_class_per_request()
-    from helpers.localcloud import fast_json_protocol
+    from localcloud.motoapi import fast_json_protocol
 
     fast_json_protocol.apply()
     _applied = True

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import jsonschema
 
-from helpers.localcloud.apigateway_model import GatewayError, MethodRequest
+from localcloud.apigateway.model import GatewayError, MethodRequest
 
 DEFAULT_AUTHORIZER_TTL = 300
 LAMBDA_URI = re.compile(r"^arn:[^:]+:apigateway:[^:]+:lambda:path/[^/]+/functions/(?P<arn>.+?)/invocations$")

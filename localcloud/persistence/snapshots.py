@@ -6,7 +6,7 @@ snapshot before the others start, snapshots on a clean stop, and every 30 s whil
 state (RETAIL_LOCALCLOUD_SNAPSHOT_S; 0: on stop only), so a crash loses at most the last interval (the
 mappings' checkpoints are saved on their own, so a resumed mapping re-delivers rather than skips:
 at-least-once, like AWS).
-`python -m helpers.localcloud down --wipe` (or `reset`) deletes the snapshot.
+`python -m localcloud down --wipe` (or `reset`) deletes the snapshot.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud.executors import CloudContext, WSGIApp
+from localcloud.executors import CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.persistence")
 

@@ -21,11 +21,11 @@ import re
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
-from helpers.localcloud import apigateway_vtl as vtl
-from helpers.localcloud.apigateway_model import GatewayError, GatewayResponse, MethodRequest
-from helpers.localcloud.apigateway_security import lambda_arn_from_uri
-from helpers.localcloud.apigateway_vtl import TemplateError
-from helpers.localcloud.executors import JSONPayload
+from localcloud.apigateway import vtl
+from localcloud.apigateway.model import GatewayError, GatewayResponse, MethodRequest
+from localcloud.apigateway.security import lambda_arn_from_uri
+from localcloud.apigateway.vtl import TemplateError
+from localcloud.executors import JSONPayload
 
 Invoke = Callable[[str, bytes], Any]
 PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from helpers.paths import PROJECT_ROOT
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # holds the localcloud package
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 HEALTH_PATH = "/_localcloud/health"
@@ -167,7 +167,7 @@ def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = STAR
         if not port_is_free(port, host):
             raise PortInUseError(
                 f"port {port} on {host} is taken by another program, not a local cloud of this workbook. "
-                f"Stop that program, or start the local cloud elsewhere: python -m helpers.localcloud up --port N "
+                f"Stop that program, or start the local cloud elsewhere: python -m localcloud up --port N "
                 f"(and set AWS_ENDPOINT_URL={endpoint_for(port, host).rsplit(':', 1)[0]}:N)."
             )
         stale = _read_pid(port)
@@ -178,7 +178,7 @@ def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = STAR
         started = time.monotonic()
         with open(logfile(port), "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "helpers.localcloud.server", "--host", host, "--port", str(port),
+                [sys.executable, "-m", "localcloud.server", "--host", host, "--port", str(port),
                  "--state-dir", str(directory)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud.executors import CloudContext, WSGIApp
+from localcloud.executors import CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.iam_simulator")
 

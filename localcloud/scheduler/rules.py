@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.scheduler")
 

@@ -40,8 +40,8 @@ from urllib.parse import urlparse
 
 from werkzeug.wrappers import Request
 
-from helpers.localcloud import warehouse_sql as wsql
-from helpers.localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
+from localcloud.warehouse import sql as wsql
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.warehouse")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from helpers.localcloud.executors import Invoker, JSONPayload, LambdaInvokeError
+from localcloud.executors import Invoker, JSONPayload, LambdaInvokeError
 
 MIB = 1024 * 1024
 MAX_LAMBDA_PAYLOAD = 6 * MIB - 64 * 1024  # synchronous invoke limit, with room for the envelope
@@ -523,7 +523,7 @@ def copy_once(config: StreamConfig, warehouse: Callable[[], Warehouse], journal:
     assert target is not None
     entry = journal.batches[manifest]
     try:
-        from helpers.localcloud.warehouse import jdbc_target
+        from localcloud.warehouse.executor import jdbc_target
 
         warehouse().execute_sql(copy_command(config, manifest), **jdbc_target(target.jdbc_url),
                                 account_id=config.account_id, region=config.region)

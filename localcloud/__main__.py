@@ -1,4 +1,4 @@
-"""`python -m helpers.localcloud up|down|status|reset [--port N]`: the local cloud's lifecycle.
+"""`python -m localcloud up|down|status|reset [--port N]`: the local cloud's lifecycle.
 
 `up` prints the endpoint URL as its last line; `status` prints it or exits 1; `down` stops the
 process and every worker it started, keeping its state for the next `up` (`down --wipe` or `reset`
@@ -11,11 +11,11 @@ import argparse
 import sys
 import time
 
-from helpers.localcloud.lifecycle import DEFAULT_PORT, LocalCloudError, down, logfile, status, up
+from localcloud.lifecycle import DEFAULT_PORT, LocalCloudError, down, logfile, status, up
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.localcloud", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("up", "down", "status", "reset"))
     parser.add_argument("--wipe", action="store_true", help="down: also delete the saved state")

@@ -45,9 +45,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from helpers.localcloud import firehose_delivery as fd
-from helpers.localcloud.event_sources import CheckpointStore
-from helpers.localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
+from localcloud.firehose import delivery as fd
+from localcloud.event_sources.pollers import CheckpointStore
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
 
 log = logging.getLogger("localcloud.firehose")
 

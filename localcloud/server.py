@@ -1,6 +1,6 @@
 """The local cloud process: a WSGI dispatcher in front of moto's server, plus the executors.
 
-Run by `python -m helpers.localcloud up` (never by hand): it binds 127.0.0.1 only, answers
+Run by `python -m localcloud up` (never by hand): it binds 127.0.0.1 only, answers
 `/_localcloud/health`, lets each executor claim requests first and hands the rest to moto.
 """
 
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from helpers.localcloud.executors import CloudContext, Executor, load_executors
-from helpers.localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
+from localcloud.executors import CloudContext, Executor, load_executors
+from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
 
 log = logging.getLogger("localcloud")
 
@@ -69,7 +69,7 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds queue URLs etc. from it
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from helpers.localcloud import moto_patches
+    from localcloud.motoapi import patches as moto_patches
 
     moto_patches.apply()
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -122,7 +122,7 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
 
 
 def serve(host: str, port: int, state_dir: Path) -> int:
-    from helpers.localcloud.http_server import make_server  # werkzeug's threaded server, keeping connections open
+    from localcloud.http_server import make_server  # werkzeug's threaded server, keeping connections open
 
     app = build_app(host, port, state_dir)
     try:
