@@ -110,7 +110,7 @@ class CloudContext:
     @staticmethod
     def backend(service: str, account_id: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> Any:
         """moto's in-process backend for a service (global services use region 'global' / 'aws')."""
-        from moto.backends import get_backend
+        from localcloud.motoapi import get_backend
 
         return get_backend(service)[account_id][region]  # type: ignore[call-overload]
 

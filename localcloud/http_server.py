@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler
+from localcloud.motoapi import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_make_server
 

@@ -67,7 +67,7 @@ class LocalCloudApp:
 def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
     """moto's dispatcher wrapped by ours; executors are created but not started."""
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds queue URLs etc. from it
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from localcloud.motoapi import DomainDispatcherApplication, create_backend_app
 
     from localcloud.motoapi import patches as moto_patches
 

@@ -62,7 +62,7 @@ def parse_target(request: Request) -> tuple[str, str, str] | None:
 
 def find_api(api_id: str) -> tuple[Any, Any] | None:
     """(backend, RestAPI) in whichever account and region owns the id."""
-    from moto.apigateway.models import apigateway_backends
+    from localcloud.motoapi import apigateway_backends
 
     for _account, regions in list(apigateway_backends.items()):
         for _region, backend in list(regions.items()):

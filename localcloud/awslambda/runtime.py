@@ -35,11 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
+from localcloud import motoapi
 from localcloud.awslambda import worker as lambda_worker
 from localcloud.executors import (
     DEFAULT_ACCOUNT,
@@ -158,7 +159,7 @@ class CodeStore:
         return self._extract("code", spec.code_sha, lambda: fn.code_bytes)
 
     def layer_dirs(self, spec: FunctionSpec) -> list[Path]:
-        from moto.awslambda.models import lambda_backends
+        from localcloud.motoapi import lambda_backends
 
         backend = lambda_backends[spec.account][spec.region]
         dirs = []
@@ -222,7 +223,7 @@ class LogWriter:
         self._created = False
 
     def write(self, lines: list[str]) -> None:
-        from moto.logs.models import logs_backends
+        from localcloud.motoapi import logs_backends
 
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines if line]
@@ -507,7 +508,7 @@ class LambdaRuntime:
         self._retries: list[threading.Timer] = []
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._original_invoke: Any = None
+        self._undo_invoke: Callable[[], None] | None = None
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self, cloud: CloudContext) -> None:
@@ -539,28 +540,25 @@ class LambdaRuntime:
 
     def _patch_moto(self) -> None:
         """moto's own callers of `LambdaFunction.invoke` (e.g. log subscriptions) run through us too."""
-        from moto.awslambda.models import LambdaFunction
-
         runtime = self
-        self._original_invoke = LambdaFunction.invoke
 
-        def invoke(fn: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
-            payload = body.encode() if isinstance(body, str) else (body or b"")
-            kind = request_headers.get("x-amz-invocation-type", "RequestResponse")
-            result = runtime.invoke(fn.function_arn, payload, invocation_type=kind,
-                                    account_id=fn.account_id, region=fn.region)
-            if result.function_error:
-                response_headers["x-amz-function-error"] = result.function_error
-            return result.payload
+        def running(original: Any) -> Any:
+            def invoke(fn: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
+                payload = body.encode() if isinstance(body, str) else (body or b"")
+                kind = request_headers.get("x-amz-invocation-type", "RequestResponse")
+                result = runtime.invoke(fn.function_arn, payload, invocation_type=kind,
+                                        account_id=fn.account_id, region=fn.region)
+                if result.function_error:
+                    response_headers["x-amz-function-error"] = result.function_error
+                return result.payload
+            return invoke
 
-        LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+        self._undo_invoke = motoapi.replace("lambda.function.invoke", running)
 
     def _unpatch_moto(self) -> None:
-        if self._original_invoke is not None:
-            from moto.awslambda.models import LambdaFunction
-
-            LambdaFunction.invoke = self._original_invoke  # type: ignore[method-assign]
-            self._original_invoke = None
+        if self._undo_invoke is not None:
+            self._undo_invoke()
+            self._undo_invoke = None
 
     # HTTP ----------------------------------------------------------------------------------------
     def route(self, request: Request) -> WSGIApp | None:
@@ -626,8 +624,8 @@ class LambdaRuntime:
         return InvokeResult(200, outcome.payload, outcome.function_error, tail, spec.version, request_id)
 
     def _function(self, name: str, qualifier: str | None, account: str, region: str) -> Any:
-        from moto.awslambda.models import lambda_backends
-        from moto.core.exceptions import JsonRESTError
+        from localcloud.motoapi import lambda_backends
+        from localcloud.motoapi import JsonRESTError
 
         try:
             fn = lambda_backends[account][region].get_function(name, qualifier)
@@ -797,7 +795,7 @@ def send_to_destination(arn: str, record: dict[str, Any], condition: str, spec: 
         runtime.invoke(arn, JSONPayload.dumps(record), invocation_type="Event", account_id=spec.account,
                        region=spec.region)
     elif service == "events":
-        from moto.events.models import events_backends
+        from localcloud.motoapi import events_backends
 
         detail = "Success" if condition == "Success" else "Failure"
         events_backends[spec.account][spec.region].put_events([{
@@ -843,7 +841,7 @@ def _caller(request: Request) -> tuple[str, str]:
     match = CREDENTIAL.search(request.headers.get("Authorization", ""))
     if match is None:
         return DEFAULT_ACCOUNT, DEFAULT_REGION
-    from moto.iam.models import get_account_id_from
+    from localcloud.motoapi import get_account_id_from
 
     return get_account_id_from(match["key"]), match["region"]
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from localcloud import motoapi
 from localcloud.executors import CloudContext, Invoker, JSONPayload, LambdaInvokeError, WSGIApp
 
 log = logging.getLogger("localcloud.event_sources")
@@ -141,7 +142,7 @@ class RecordFilter:
     """FilterCriteria: a record passes when any pattern matches (no patterns: everything passes)."""
 
     def __init__(self, patterns: Iterable[str]):
-        from moto.events.models import EventPattern
+        from localcloud.motoapi import EventPattern
 
         self.patterns = [EventPattern.load(p) for p in patterns]
 
@@ -426,7 +427,7 @@ class KinesisSource:
         self.config, self.role = config, role
 
     def _stream(self) -> Any:
-        from moto.kinesis.models import kinesis_backends
+        from localcloud.motoapi import kinesis_backends
 
         backend = kinesis_backends[self.config.account_id][self.config.region]
         for stream in list(backend.streams.values()):
@@ -455,7 +456,7 @@ class KinesisSource:
             low, high = shard.get_min_sequence_number(), shard.get_max_sequence_number() + 1
             while low < high:  # binary search: arrival times grow with the (contiguous) sequence number
                 middle = (low + high) // 2
-                if shard.records[middle].created_at < self.config.starting_timestamp:
+                if motoapi.kinesis_record_arrival(shard.records[middle]) < self.config.starting_timestamp:
                     low = middle + 1
                 else:
                     high = middle
@@ -485,15 +486,15 @@ class KinesisSource:
         return out
 
     def _record(self, shard_id: str, record: Any) -> SourceRecord:
-        seq = str(record.sequence_number)
+        seq, arrival = str(record.sequence_number), motoapi.kinesis_record_arrival(record)
         event = {
             "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": record.partition_key, "sequenceNumber": seq,
-                        "data": record.data, "approximateArrivalTimestamp": round(record.created_at, 3)},
+                        "data": motoapi.kinesis_record_base64(record), "approximateArrivalTimestamp": round(arrival, 3)},
             "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{shard_id}:{seq}",
             "eventName": "aws:kinesis:record", "invokeIdentityArn": self.role, "awsRegion": self.config.region,
             "eventSourceARN": self.config.source_arn,
         }
-        return SourceRecord(seq=record.sequence_number, partition_key=record.partition_key, arrival=record.created_at,
+        return SourceRecord(seq=record.sequence_number, partition_key=record.partition_key, arrival=arrival,
                             event=event, identifier=seq)
 
 
@@ -516,7 +517,7 @@ class DynamoDBStreamSource:
         self.config, self.role = config, role
 
     def _shard(self) -> Any:
-        from moto.dynamodb.models import dynamodb_backends
+        from localcloud.motoapi import dynamodb_backends
 
         backend = dynamodb_backends[self.config.account_id][self.config.region]
         for table in list(backend.tables.values()):
@@ -570,11 +571,11 @@ def send_to_destination(arn: str, record: dict[str, Any], account_id: str, regio
     body = json.dumps(record)
     service = arn.split(":")[2]
     if service == "sqs":
-        from moto.sqs.models import sqs_backends
+        from localcloud.motoapi import sqs_backends
 
         sqs_backends[account_id][region].send_message(arn.split(":")[-1], body)
     elif service == "sns":
-        from moto.sns.models import sns_backends
+        from localcloud.motoapi import sns_backends
 
         sns_backends[account_id][region].publish(body, arn=arn)
     else:
@@ -721,7 +722,7 @@ class SqsPoller:
             thread.join(timeout=5)
 
     def _backend(self) -> Any:
-        from moto.sqs.models import sqs_backends
+        from localcloud.motoapi import sqs_backends
 
         return sqs_backends[self.config.account_id][self.config.region]
 
@@ -824,7 +825,7 @@ class EventSourcesExecutor:
         self.pollers: dict[str, Any] = {}
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
-        self._original_create: Any = None
+        self._undo_create: Callable[[], None] | None = None
         self._detached: list[tuple[dict[str, Any], str, Any]] = []
         self._warned_no_runtime = False
 
@@ -860,18 +861,16 @@ class EventSourcesExecutor:
         put_record, SQS add_message which even receives and deletes, DynamoDB StreamShard.add which
         *empties the stream* when the call returns a value). Keeping those dicts empty disables all
         three without touching what moto returns to clients; mappings live on in the Lambda backend."""
-        from moto.awslambda.models import LambdaBackend
-
-        original = LambdaBackend.create_event_source_mapping
         executor = self
 
-        def create_event_source_mapping(backend: Any, spec: dict[str, Any]) -> Any:
-            esm = original(backend, spec)
-            executor._detach_all()
-            return esm
+        def detaching(original: Any) -> Any:
+            def create_event_source_mapping(backend: Any, spec: dict[str, Any]) -> Any:
+                esm = original(backend, spec)
+                executor._detach_all()
+                return esm
+            return create_event_source_mapping
 
-        self._original_create = original
-        LambdaBackend.create_event_source_mapping = create_event_source_mapping  # type: ignore[method-assign]
+        self._undo_create = motoapi.replace("lambda.create_event_source_mapping", detaching)
         self._detach_all()
 
     def _detach_all(self) -> None:
@@ -882,9 +881,9 @@ class EventSourcesExecutor:
 
     @staticmethod
     def _inline_registries() -> Iterable[dict[str, Any]]:
-        from moto.dynamodb.models import dynamodb_backends
-        from moto.kinesis.models import kinesis_backends
-        from moto.sqs.models import sqs_backends
+        from localcloud.motoapi import dynamodb_backends
+        from localcloud.motoapi import kinesis_backends
+        from localcloud.motoapi import sqs_backends
 
         for backends, collection in ((kinesis_backends, "streams"), (sqs_backends, "queues"), (dynamodb_backends, "tables")):
             for regions in list(backends.values()):
@@ -893,11 +892,9 @@ class EventSourcesExecutor:
                         yield resource.lambda_event_source_mappings
 
     def _restore_inline_delivery(self) -> None:
-        from moto.awslambda.models import LambdaBackend
-
-        if self._original_create is not None:
-            LambdaBackend.create_event_source_mapping = self._original_create  # type: ignore[method-assign]
-            self._original_create = None
+        if self._undo_create is not None:
+            self._undo_create()
+            self._undo_create = None
         for owner, key, esm in self._detached:
             owner[key] = esm
         self._detached.clear()
@@ -912,7 +909,7 @@ class EventSourcesExecutor:
             self.stopping.wait(SCAN_INTERVAL_S)
 
     def _mappings(self) -> dict[str, Any]:
-        from moto.awslambda.models import lambda_backends
+        from localcloud.motoapi import lambda_backends
 
         found = {}
         for regions in list(lambda_backends.values()):
@@ -953,7 +950,7 @@ class EventSourcesExecutor:
 
     @staticmethod
     def _role(config: MappingConfig) -> str:
-        from moto.awslambda.models import lambda_backends
+        from localcloud.motoapi import lambda_backends
 
         try:
             return lambda_backends[config.account_id][config.region].get_function(config.function_arn).role

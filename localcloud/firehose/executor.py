@@ -45,6 +45,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from localcloud import motoapi
 from localcloud.firehose import delivery as fd
 from localcloud.event_sources.pollers import CheckpointStore
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
@@ -67,7 +68,7 @@ class MotoS3:
         self.account_id = account_id
 
     def put(self, bucket: str, key: str, body: bytes) -> None:
-        from moto.s3.models import s3_backends
+        from localcloud.motoapi import s3_backends
 
         s3_backends[self.account_id]["aws"].put_object(bucket, key, body)
 
@@ -83,7 +84,7 @@ class KinesisReader:
         self.config = config
 
     def _stream(self) -> Any:
-        from moto.kinesis.models import kinesis_backends
+        from localcloud.motoapi import kinesis_backends
 
         backend = kinesis_backends[self.config.account_id][self.config.region]
         return next((s for s in list(backend.streams.values()) if s.arn == self.config.source_arn), None)
@@ -103,11 +104,12 @@ class KinesisReader:
         if records and seq < (first := next(iter(records), seq)):
             seq = first
         while len(out) < limit and (record := records.get(seq)) is not None:
+            arrival = motoapi.kinesis_record_arrival(record)
             metadata = {"shardId": shard_id, "partitionKey": record.partition_key,
-                        "approximateArrivalTimestamp": int(record.created_at * 1000),
+                        "approximateArrivalTimestamp": int(arrival * 1000),
                         "sequenceNumber": str(record.sequence_number), "subsequenceNumber": 0}
-            out.append(fd.FirehoseRecord(self.record_id(shard_id, seq), base64.b64decode(record.data),
-                                         record.created_at, metadata))
+            out.append(fd.FirehoseRecord(self.record_id(shard_id, seq), motoapi.kinesis_record_bytes(record),
+                                         arrival, metadata))
             seq += 1
         return out
 
@@ -280,7 +282,7 @@ class Pipeline:
 
 
 def _firehose_backends() -> Iterator[tuple[str, str, Any]]:
-    from moto.firehose.models import firehose_backends
+    from localcloud.motoapi import firehose_backends
 
     for account_id, regions in list(firehose_backends.items()):
         for region, backend in list(regions.items()):
@@ -309,7 +311,7 @@ class FirehoseExecutor:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
-        self._originals: dict[str, Any] = {}
+        self._undo: list[Callable[[], None]] = []
 
     # lifecycle ------------------------------------------------------------------------------------
     def start(self, cloud: CloudContext) -> None:
@@ -344,33 +346,32 @@ class FirehoseExecutor:
 
     # moto -----------------------------------------------------------------------------------------
     def _patch_moto(self) -> None:
-        from moto.firehose.models import FirehoseBackend
-
         executor = self
-        self._originals = {"put_record_batch": FirehoseBackend.put_record_batch,
-                           "create_delivery_stream": FirehoseBackend.create_delivery_stream}
-        original_batch, original_create = self._originals["put_record_batch"], self._originals["create_delivery_stream"]
 
-        def put_record_batch(backend: Any, delivery_stream_name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-            return executor._put_records(backend, delivery_stream_name, records, original_batch)
+        def batching(original_batch: Callable[..., Any]) -> Callable[..., Any]:
+            def put_record_batch(backend: Any, delivery_stream_name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+                return executor._put_records(backend, delivery_stream_name, records, original_batch)
+            return put_record_batch
 
-        def create_delivery_stream(backend: Any, *args: Any, **kwargs: Any) -> str:
-            _validate_creation(original_create, backend, args, kwargs)
-            return str(original_create(backend, *args, **kwargs))
+        def validating(original_create: Callable[..., Any]) -> Callable[..., Any]:
+            def create_delivery_stream(backend: Any, *args: Any, **kwargs: Any) -> str:
+                _validate_creation(original_create, backend, args, kwargs)
+                return str(original_create(backend, *args, **kwargs))
+            return create_delivery_stream
 
-        FirehoseBackend.put_record_batch = put_record_batch  # type: ignore[method-assign]
-        FirehoseBackend.create_delivery_stream = create_delivery_stream  # type: ignore[method-assign]
+        self._undo = [motoapi.replace("firehose.put_record_batch", batching),
+                      motoapi.replace("firehose.create_delivery_stream", validating)]
 
     def _restore_moto(self) -> None:
-        from moto.firehose.models import FirehoseBackend
-
-        for name, original in self._originals.items():
-            setattr(FirehoseBackend, name, original)
-        self._originals = {}
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
 
     def _put_records(self, backend: Any, name: str, records: list[dict[str, Any]], original: Callable[..., Any]) -> dict[str, Any]:
         """PutRecord(Batch): validate as AWS does, buffer, answer with a RecordId per record."""
-        from moto.firehose.exceptions import InvalidArgumentException, ResourceNotFoundException, ValidationException
+        from localcloud.motoapi import FirehoseInvalidArgumentException as InvalidArgumentException
+        from localcloud.motoapi import FirehoseResourceNotFoundException as ResourceNotFoundException
+        from localcloud.motoapi import FirehoseValidationException as ValidationException
 
         stream = backend.delivery_streams.get(name)
         if stream is None:
@@ -454,7 +455,7 @@ class FirehoseExecutor:
 
     def flush(self, name: str, account_id: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> dict[str, Any]:
         """Deliver everything buffered for one delivery stream now (source read first)."""
-        from moto.firehose.models import firehose_backends
+        from localcloud.motoapi import firehose_backends
 
         stream = firehose_backends[account_id][region].delivery_streams.get(name)
         if stream is None:
@@ -477,7 +478,7 @@ def _validate_creation(original: Callable[..., Any], backend: Any, args: tuple[A
     """Prefix expressions Firehose would refuse (moto accepts anything)."""
     import inspect
 
-    from moto.firehose.exceptions import InvalidArgumentException
+    from localcloud.motoapi import FirehoseInvalidArgumentException as InvalidArgumentException
 
     bound = inspect.signature(original).bind(backend, *args, **kwargs).arguments
     for name in ("extended_s3_destination_configuration", "s3_destination_configuration"):

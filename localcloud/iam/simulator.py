@@ -704,7 +704,7 @@ def parse_principal_arn(arn: str) -> Principal:
 
 
 def _iam_backend(principal: Principal) -> Any:
-    from moto.iam.models import iam_backends
+    from localcloud.motoapi import iam_backends
 
     return iam_backends[principal.account_id][principal.partition]
 

@@ -1,0 +1,256 @@
+"""The local cloud's one door to moto: every name it uses from moto, every patch it applies, and the
+moto versions it was built and tested for.
+
+moto is the API and the state of the local cloud; the executors read its backends in-process and hook a
+few of its functions. Everything they touch is listed here, so a moto upgrade is checked in one place:
+- `check()` runs at server start: the installed moto must be in `SUPPORTED`, every exported name must
+  import, and every patch target must exist with the parameters the patch was written for. Anything else
+  refuses to start with a message naming what moved.
+- `replace(target, make)` is the only way to patch moto: `make(original)` returns the replacement, and the
+  returned function undoes it. Targets are named in `TARGETS` with their expected parameters.
+- Names are imported lazily (`from localcloud.motoapi import kinesis_backends`), so importing the facade
+  costs nothing until a name is used.
+
+`patches.py` (fixes moto needs under real volumes) and `fast_json_protocol.py` (its JSON protocol, faster)
+live beside this file and are the only other modules that import moto.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import inspect
+from datetime import datetime, timezone
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable
+
+# The moto releases this package was built for and whose whole test suite passed. A newer one may move
+# a private function a patch relies on: widen the range only after `make test` passes on it.
+SUPPORTED: tuple[str, str] = ("5.2.6", "5.2.6")
+
+
+class MotoVersionError(RuntimeError):
+    """The installed moto is not one the local cloud was built for, or a name or patch target moved."""
+
+
+# name -> "module:attribute" (or "module" for a whole module). The executors' whole surface of moto.
+EXPORTS: dict[str, str] = {
+    # backends: moto's in-process state, per account and region
+    "get_backend": "moto.backends:get_backend",
+    "apigateway_backends": "moto.apigateway.models:apigateway_backends",
+    "dynamodb_backends": "moto.dynamodb.models:dynamodb_backends",
+    "events_backends": "moto.events.models:events_backends",
+    "firehose_backends": "moto.firehose.models:firehose_backends",
+    "iam_backends": "moto.iam.models:iam_backends",
+    "kinesis_backends": "moto.kinesis.models:kinesis_backends",
+    "lambda_backends": "moto.awslambda.models:lambda_backends",
+    "logs_backends": "moto.logs.models:logs_backends",
+    "s3_backends": "moto.s3.models:s3_backends",
+    "sns_backends": "moto.sns.models:sns_backends",
+    "sqs_backends": "moto.sqs.models:sqs_backends",
+    # models and helpers the executors use
+    "EventPattern": "moto.events.models:EventPattern",
+    "LambdaFunction": "moto.awslambda.models:LambdaFunction",
+    "lambda_backend_for_arn": "moto.awslambda.utils:get_backend",
+    "get_account_id_from": "moto.iam.models:get_account_id_from",
+    # errors answered in AWS's words
+    "JsonRESTError": "moto.core.exceptions:JsonRESTError",
+    "EventsValidationException": "moto.events.models:ValidationException",
+    "FirehoseInvalidArgumentException": "moto.firehose.exceptions:InvalidArgumentException",
+    "FirehoseResourceNotFoundException": "moto.firehose.exceptions:ResourceNotFoundException",
+    "FirehoseValidationException": "moto.firehose.exceptions:ValidationException",
+    "S3InvalidArgumentError": "moto.s3.exceptions:InvalidArgumentError",
+    "S3MissingBucket": "moto.s3.exceptions:MissingBucket",
+    # the server
+    "DomainDispatcherApplication": "moto.moto_server.werkzeug_app:DomainDispatcherApplication",
+    "create_backend_app": "moto.moto_server.werkzeug_app:create_backend_app",
+    "MotoRequestHandler": "moto.moto_server.werkzeug_app:MotoRequestHandler",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A moto function or method a patch replaces, and the parameters the patch was written for."""
+
+    module: str
+    owner: str | None  # a class in `module`, or None for a module-level function
+    attribute: str
+    parameters: tuple[str, ...]
+
+    def resolve(self) -> tuple[Any, Any]:
+        """(owner object, current value); AttributeError/ImportError when it moved."""
+        holder: Any = importlib.import_module(self.module)
+        if self.owner:
+            holder = getattr(holder, self.owner)
+        return holder, getattr(holder, self.attribute)
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.owner + '.' if self.owner else ''}{self.attribute}"
+
+
+def _t(path: str, *parameters: str) -> Target:
+    module, _, name = path.partition(":")
+    owner, _, attribute = name.rpartition(".")
+    return Target(module, owner or None, attribute, parameters)
+
+
+# Every function of moto the local cloud replaces while it runs (the executors' hooks); `patches.py` lists
+# its own (fixes applied once) in the same form.
+TARGETS: dict[str, Target] = {
+    # notifications: S3 events and SNS deliveries run functions through the Lambda runtime
+    "s3.get_s3_event": _t("moto.s3.notifications:_get_s3_event", "event_name", "bucket", "key", "notification_id"),
+    "s3.invoke_awslambda": _t("moto.s3.notifications:_invoke_awslambda", "account_id", "event_body", "fn_arn",
+                              "region_name"),
+    "s3.send_event": _t("moto.s3.notifications:send_event", "account_id", "event_name", "bucket", "key"),
+    "s3.put_bucket_notification_configuration": _t(
+        "moto.s3.models:S3Backend.put_bucket_notification_configuration", "self", "bucket_name",
+        "notification_config"),
+    "s3.complete_multipart_upload": _t("moto.s3.models:S3Backend.complete_multipart_upload", "self",
+                                       "bucket_name", "multipart_id", "body"),
+    "s3.response.put_object": _t("moto.s3.responses:S3Response.put_object", "self"),
+    "s3.response.copy_object": _t("moto.s3.responses:S3Response.copy_object", "self"),
+    "sns.subscription.publish": _t("moto.sns.models:Subscription.publish", "self", "message", "message_id",
+                                   "subject", "message_attributes", "group_id", "deduplication_id",
+                                   "message_structure"),
+    # scheduler: EventBridge rules deliver through the local cloud's scheduler
+    "events.rule.send_to_targets": _t("moto.events.models:Rule.send_to_targets", "self",
+                                      "original_event", "transform_input"),
+    "events.put_rule": _t("moto.events.models:EventsBackend.put_rule", "self", "name", "description",
+                          "event_bus_arn", "event_pattern", "role_arn", "scheduled_expression", "state",
+                          "managed_by", "tags"),
+    # lambda runtime: moto's own callers of LambdaFunction.invoke run the real function
+    "lambda.function.invoke": _t("moto.awslambda.models:LambdaFunction.invoke", "self", "body", "request_headers",
+                                 "response_headers"),
+    # event sources: moto's inline delivery is switched off when a mapping is created
+    "lambda.create_event_source_mapping": _t("moto.awslambda.models:LambdaBackend.create_event_source_mapping",
+                                             "self", "spec"),
+    # firehose: deliveries go through the local cloud's Firehose executor
+    "firehose.put_record_batch": _t("moto.firehose.models:FirehoseBackend.put_record_batch", "self",
+                                    "delivery_stream_name", "records"),
+    "firehose.create_delivery_stream": _t("moto.firehose.models:FirehoseBackend.create_delivery_stream", "self",
+                                          "region", "delivery_stream_name", "delivery_stream_type",
+                                          "kinesis_stream_source_configuration",
+                                          "delivery_stream_encryption_configuration_input",
+                                          "s3_destination_configuration",
+                                          "extended_s3_destination_configuration",
+                                          "redshift_destination_configuration",
+                                          "elasticsearch_destination_configuration",
+                                          "splunk_destination_configuration",
+                                          "http_endpoint_destination_configuration",
+                                          "snowflake_destination_configuration",
+                                          "iceberg_destination_configuration", "tags"),
+}
+
+
+# Shapes of moto's records that changed between releases, read in one place. moto 5.2.6 keeps a Kinesis
+# record's data as raw bytes and its arrival as a naive UTC datetime (5.2.5: base64 text, epoch float).
+def kinesis_record_bytes(record: Any) -> bytes:
+    data = record.data
+    return data if isinstance(data, bytes) else base64.b64decode(data)
+
+
+def kinesis_record_base64(record: Any) -> str:
+    data = record.data
+    return base64.b64encode(data).decode() if isinstance(data, bytes) else data
+
+
+def kinesis_record_arrival(record: Any) -> float:
+    """Seconds since the epoch at which the record arrived (AWS's ApproximateArrivalTimestamp)."""
+    created = record.created_at
+    if isinstance(created, datetime):
+        return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+    return float(created)
+
+
+def installed_version() -> str:
+    return metadata.version("moto")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+
+
+def parameters_of(function: Any) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
+
+
+def problems() -> list[str]:
+    """Everything about the installed moto that this package was not built for (empty: all is well)."""
+    found: list[str] = []
+    version = installed_version()
+    low, high = SUPPORTED
+    if not _release(low) <= _release(version) <= _release(high):
+        found.append(f"moto {version} is installed; the local cloud is built for moto {low}"
+                     + (f" to {high}" if high != low else "") + " (pip install -r requirements.txt)")
+        return found
+    for name in EXPORTS:
+        try:
+            _load(name)
+        except (ImportError, AttributeError) as error:
+            found.append(f"moto no longer has {EXPORTS[name]} ({error})")
+    from localcloud.motoapi import patches
+
+    for key, target in {**TARGETS, **patches.TARGETS}.items():
+        try:
+            _, current = target.resolve()
+        except (ImportError, AttributeError):
+            found.append(f"patch {key}: moto no longer has {target}")
+            continue
+        if getattr(current, "__localcloud_patch__", False):
+            continue  # already replaced in this process (the check runs again after a restart in tests)
+        have = parameters_of(current)
+        if have[: len(target.parameters)] != target.parameters:
+            found.append(f"patch {key}: {target} takes {have}, the patch was written for {target.parameters}")
+    return found
+
+
+def check() -> None:
+    """Refuse to run on a moto this package was not built for (called at server start)."""
+    found = problems()
+    if found:
+        raise MotoVersionError("the local cloud cannot start on this moto:\n- " + "\n- ".join(found))
+
+
+def replace(target: str | Target, make: Callable[[Any], Any]) -> Callable[[], None]:
+    """Replace a moto function with `make(original)`; returns the undo. `target` is a key of TARGETS
+    (or of patches.TARGETS, or a Target): a patch of a function moved or re-shaped by a moto upgrade
+    fails here, loudly, instead of silently never being called."""
+    spec = target if isinstance(target, Target) else _target(target)
+    holder, original = spec.resolve()
+    have = parameters_of(original)
+    if have[: len(spec.parameters)] != spec.parameters:
+        raise MotoVersionError(f"{spec} takes {have}; the patch was written for {spec.parameters}")
+    replacement = make(original)
+    try:
+        replacement.__localcloud_patch__ = True
+    except (AttributeError, TypeError):
+        pass
+    setattr(holder, spec.attribute, replacement)
+
+    def undo() -> None:
+        if getattr(holder, spec.attribute) is replacement:
+            setattr(holder, spec.attribute, original)
+    return undo
+
+
+def _target(key: str) -> Target:
+    if key in TARGETS:
+        return TARGETS[key]
+    from localcloud.motoapi import patches
+
+    return patches.TARGETS[key]
+
+
+def _load(name: str) -> Any:
+    module, _, attribute = EXPORTS[name].partition(":")
+    value = importlib.import_module(module)
+    return getattr(value, attribute) if attribute else value
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"localcloud.motoapi exports no {name!r}: add it to EXPORTS")
+    value = _load(name)
+    globals()[name] = value
+    return value

@@ -282,7 +282,7 @@ def apply() -> None:
     def parse_parameters(handler: Any, request: Any) -> None:
         if handler.PROTOCOL_PARSER_MAP_TYPE is dict:
             service_model = get_service_model(handler.boto3_service_name)
-            if determine_request_protocol(service_model, request.content_type) == "json":
+            if determine_request_protocol(service_model, request) == "json":
                 operation_model = service_model.operation_model(handler._get_action())
                 try:
                     fast = parse_body(operation_model, request.data)

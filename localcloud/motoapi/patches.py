@@ -34,15 +34,45 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from localcloud.motoapi import Target, _t, check
+
+# What these fixes replace, with the parameters they were written for: `check()` (run by `apply`) refuses
+# a moto where any of them moved or changed shape.
+TARGETS: dict[str, Target] = {
+    "kinesis.shard.put_record": _t("moto.kinesis.models:Shard.put_record", "self", "partition_key", "data",
+                                   "explicit_hash_key"),
+    "kinesis.shard.get_min_sequence_number": _t("moto.kinesis.models:Shard.get_min_sequence_number", "self"),
+    "kinesis.shard.get_max_sequence_number": _t("moto.kinesis.models:Shard.get_max_sequence_number", "self"),
+    "dynamodb.table.query": _t("moto.dynamodb.models.table:Table.query", "self", "hash_key", "range_comparison",
+                               "range_objs", "limit", "exclusive_start_key", "scan_index_forward",
+                               "projection_expressions", "index_name", "consistent_read", "filter_expression",
+                               "hash_key_conditions"),
+    "dynamodb.table.all_items": _t("moto.dynamodb.models.table:Table.all_items", "self"),
+    "dynamodb.item.init": _t("moto.dynamodb.models.dynamo_type:Item.__init__", "self", "hash_key", "range_key",
+                             "attrs"),
+    "dynamodb.item.project": _t("moto.dynamodb.models.dynamo_type:Item.project", "self", "projection_expressions"),
+    "dynamodb.type.init": _t("moto.dynamodb.models.dynamo_type:DynamoType.__init__", "self", "type_as_dict"),
+    "dynamodb.type.size": _t("moto.dynamodb.models.dynamo_type:DynamoType.size", "self"),
+    "dynamodb.number_size": _t("moto.dynamodb.models.utilities:number_size", "val"),
+    "dynamodb.batch_write_item": _t("moto.dynamodb.responses:DynamoHandler.batch_write_item", "self"),
+    "core.list_of_moto_modules": _t("moto.backends:list_of_moto_modules"),
+    "core.error_lookup_factory": _t("moto.core.errors:ErrorLookupFactory.__init__", "self"),
+    "core.parse_parameters": _t("moto.core.responses:BaseResponse.parse_parameters", "self", "request"),
+    "core.execute_result": _t("moto.core.responses:ActionResult.execute_result", "self", "context"),
+    "core.determine_request_protocol": _t("moto.core.request:determine_request_protocol", "service_model",
+                                          "request"),
+    "flask.attach_enctype_error_multidict": _t("flask.debughelpers:attach_enctype_error_multidict", "request"),
+}
 _KINESIS_PUT = threading.Lock()
 _applied = False
 
 
 def apply() -> None:
-    """Patch moto once per process (idempotent)."""
+    """Check the installed moto, then patch it once per process (idempotent)."""
     global _applied
     if _applied:
         return
+    check()
     from moto.kinesis.models import Shard
 
     original_put = Shard.put_record
@@ -169,7 +199,7 @@ def _no_flask_form_class_per_request() -> None:
 def _dynamo_type_without_copies() -> None:
     """DynamoType.__init__ and size with moto's rules, minus its per-value copies (see the module doc)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.utilities import bytesize
+    from moto.dynamodb.models.utilities import bytesize, number_size
 
     def init(value: Any, type_as_dict: Any) -> None:
         if type(type_as_dict) is DynamoType:
@@ -188,7 +218,7 @@ def _dynamo_type_without_copies() -> None:
     def size(value: Any) -> int:
         kind, inner = value.type, value.value
         if kind == "N":
-            return len(str(inner))
+            return number_size(str(inner))  # moto 5.2.6: a number's stored size, as AWS counts it
         if kind in ("SS", "NS", "BS"):
             return sum(DynamoType({kind[0]: element}).size() for element in inner)
         if kind == "L":

@@ -35,6 +35,7 @@ from urllib.parse import quote_plus
 
 from werkzeug.wrappers import Request
 
+from localcloud import motoapi
 from localcloud.executors import CloudContext, JSONPayload, WSGIApp
 
 log = logging.getLogger("localcloud.notifications")
@@ -137,7 +138,7 @@ def _conditions_hold(conditions: dict[str, Any], source_arn: str, source_account
 
 def function_policy(function_arn: str, account_id: str) -> dict[str, Any]:
     """The function's resource policy from moto ({} when it has none or does not exist)."""
-    from moto.awslambda.utils import get_backend
+    from localcloud.motoapi import lambda_backend_for_arn as get_backend
 
     region = function_arn.split(":")[3]
     try:
@@ -158,39 +159,31 @@ class Notifications:
 
     def __init__(self) -> None:
         self.cloud: CloudContext | None = None
-        self._originals: list[tuple[Any, str, Any]] = []
+        self._undo: list[Callable[[], None]] = []
 
     def start(self, cloud: CloudContext) -> None:
-        if self._originals:
+        if self._undo:
             return
         self.cloud = cloud
-        from moto.s3 import models as s3_models
-        from moto.s3 import notifications as s3_notifications
-        from moto.sns import models as sns_models
-
-        self._patch(s3_notifications, "_get_s3_event", self._s3_event)
-        self._patch(s3_notifications, "_invoke_awslambda", self._invoke_from_s3)
-        self._patch(s3_models.S3Backend, "put_bucket_notification_configuration",
-                    self._validating_put(s3_models.S3Backend.put_bucket_notification_configuration))
-        self._patch(sns_models.Subscription, "publish", self._subscription_publish(sns_models.Subscription.publish))
-        self._patch(s3_notifications, "send_event", _without_creation_tagging(s3_notifications.send_event))
-        from moto.s3 import responses as s3_responses
-
-        for owner, method in ((s3_responses.S3Response, "put_object"), (s3_responses.S3Response, "copy_object"),
-                              (s3_models.S3Backend, "complete_multipart_upload")):
-            self._patch(owner, method, _creating_object(getattr(owner, method)))
+        for target, make in (
+            ("s3.get_s3_event", lambda original: self._s3_event),
+            ("s3.invoke_awslambda", lambda original: self._invoke_from_s3),
+            ("s3.put_bucket_notification_configuration", self._validating_put),
+            ("sns.subscription.publish", self._subscription_publish),
+            ("s3.send_event", _without_creation_tagging),
+            ("s3.response.put_object", _creating_object),
+            ("s3.response.copy_object", _creating_object),
+            ("s3.complete_multipart_upload", _creating_object),
+        ):
+            self._undo.append(motoapi.replace(target, make))
 
     def stop(self) -> None:
-        for owner, attribute, original in reversed(self._originals):
-            setattr(owner, attribute, original)
-        self._originals = []
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
 
     def route(self, request: Request) -> WSGIApp | None:
         return None
-
-    def _patch(self, owner: Any, attribute: str, replacement: Any) -> None:
-        self._originals.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, replacement)
 
     # -- S3
 
@@ -214,7 +207,7 @@ class Notifications:
     @staticmethod
     def _validating_put(original: Callable[..., Any]) -> Callable[..., Any]:
         def put(backend: Any, bucket_name: str, notification_config: dict[str, Any]) -> None:
-            from moto.s3.exceptions import InvalidArgumentError
+            from localcloud.motoapi import S3InvalidArgumentError as InvalidArgumentError
 
             for configuration in (notification_config or {}).get("CloudFunctionConfiguration", []) or []:
                 arn = configuration.get("CloudFunction", "")

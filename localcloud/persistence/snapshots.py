@@ -76,7 +76,7 @@ def _pickler(stream: io.BufferedWriter) -> pickle.Pickler:
 
 
 def _backends() -> dict[str, Any]:
-    from moto.backends import get_backend
+    from localcloud.motoapi import get_backend
 
     return {service: get_backend(service) for service in SERVICES}  # type: ignore[call-overload]
 

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator
 
 from werkzeug.wrappers import Request
 
+from localcloud import motoapi
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.scheduler")
@@ -427,7 +428,7 @@ def _to_lambda(invoker: Callable[[], Any] | None, target: dict[str, Any], body: 
 
 
 def _to_sqs(target: dict[str, Any], body: str) -> None:
-    from moto.sqs.models import sqs_backends
+    from localcloud.motoapi import sqs_backends
 
     region, account, queue = _arn_parts(target["Arn"])
     group_id = (target.get("SqsParameters") or {}).get("MessageGroupId")
@@ -436,7 +437,7 @@ def _to_sqs(target: dict[str, Any], body: str) -> None:
 
 
 def _to_sns(target: dict[str, Any], body: str) -> None:
-    from moto.sns.models import sns_backends
+    from localcloud.motoapi import sns_backends
 
     region, account, _ = _arn_parts(target["Arn"])
     sns_backends[account][region].publish(message=body, arn=target["Arn"])
@@ -468,7 +469,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next: dict[str, tuple[str, datetime]] = {}  # rule ARN -> (expression, next fire)
-        self._originals: dict[str, Any] = {}
+        self._undo: list[Callable[[], None]] = []
+        self._original_send: Callable[..., Any] | None = None
         self._lock = threading.Lock()  # one tick at a time (the thread, or a clock request)
         self.clock_offset = timedelta()  # how far advance_clock moved time forward
         self.tick_s = float(os.environ.get("RETAIL_LOCALCLOUD_SCHEDULER_TICK", DEFAULT_TICK_S))
@@ -492,44 +494,42 @@ class Scheduler:
         self._restore_moto()
 
     def _patch_moto(self) -> None:
-        from moto.events import models
-
-        original_send, original_put_rule = models.Rule.send_to_targets, models.EventsBackend.put_rule
-        self._originals = {"send_to_targets": original_send, "put_rule": original_put_rule}
         scheduler = self
 
-        def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
-            if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
-                return  # AWS: disabled rules and schedule-only rules never match put events
-            if rule.event_pattern.matches_event(event):
-                scheduler.deliver(rule, event)
+        def delivering(original_send: Any) -> Any:
+            scheduler._original_send = original_send  # deliver() passes it the targets moto delivers itself
 
-        def put_rule(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-            expression = kwargs.get("scheduled_expression")
-            if expression:
-                try:
-                    parse_schedule(expression)
-                except ScheduleError:
-                    raise models.ValidationException(INVALID_SCHEDULE) from None
-            return original_put_rule(backend, name, *args, **kwargs)
+            def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
+                if rule.state != "ENABLED" or not rule.event_pattern.get_pattern():
+                    return  # AWS: disabled rules and schedule-only rules never match put events
+                if rule.event_pattern.matches_event(event):
+                    scheduler.deliver(rule, event)
+            return send_to_targets
 
-        models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
-        models.EventsBackend.put_rule = put_rule  # type: ignore[method-assign]
+        def validating(original_put_rule: Any) -> Any:
+            def put_rule(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+                expression = kwargs.get("scheduled_expression")
+                if expression:
+                    try:
+                        parse_schedule(expression)
+                    except ScheduleError:
+                        raise motoapi.EventsValidationException(INVALID_SCHEDULE) from None
+                return original_put_rule(backend, name, *args, **kwargs)
+            return put_rule
+
+        self._undo = [motoapi.replace("events.rule.send_to_targets", delivering),
+                      motoapi.replace("events.put_rule", validating)]
 
     def _restore_moto(self) -> None:
-        if not self._originals:
-            return
-        from moto.events import models
-
-        models.Rule.send_to_targets = self._originals["send_to_targets"]  # type: ignore[method-assign]
-        models.EventsBackend.put_rule = self._originals["put_rule"]  # type: ignore[method-assign]
-        self._originals = {}
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
 
     # -- delivery
 
     def deliver(self, rule: Any, event: dict[str, Any]) -> list[Delivery]:
         invoker = self.cloud.invoker if self.cloud and "lambda-runtime" in self.cloud.executors else None
-        return deliver(rule, event, invoker, self._originals["send_to_targets"])
+        return deliver(rule, event, invoker, self._original_send)
 
     def fire(self, rule: Any, moment: datetime | None = None) -> dict[str, Any]:
         event = scheduled_event(rule.arn, rule.account_id, rule.region_name, moment)
@@ -607,7 +607,7 @@ class Scheduler:
 
 
 def _schedule_rules() -> Iterator[Any]:
-    from moto.events.models import events_backends
+    from localcloud.motoapi import events_backends
 
     for _account, regions in list(events_backends.items()):
         for _region, backend in list(regions.items()):
@@ -618,7 +618,7 @@ def _schedule_rules() -> Iterator[Any]:
 
 
 def _find_rule(name: str, bus: str, account: str, region: str) -> Any:
-    from moto.events.models import events_backends
+    from localcloud.motoapi import events_backends
 
     try:
         return events_backends[account][region].event_buses[bus].rules[name]

@@ -146,7 +146,7 @@ class MotoS3:
         self.account_id = account_id
 
     def _backend(self, bucket: str) -> Any:
-        from moto.s3.models import s3_backends
+        from localcloud.motoapi import s3_backends
 
         partition, account = s3_backends.bucket_accounts.get(bucket, ("aws", self.account_id))
         return s3_backends[account][partition]
@@ -157,7 +157,7 @@ class MotoS3:
         return bucket, key
 
     def _bucket(self, bucket: str) -> Any:
-        from moto.s3.exceptions import MissingBucket
+        from localcloud.motoapi import S3MissingBucket as MissingBucket
 
         try:
             return self._backend(bucket).get_bucket(bucket)
@@ -731,7 +731,7 @@ def _caller(environ: Mapping[str, Any]) -> tuple[str, str]:
     """(account, region) of a signed request, the way moto decides them."""
     import os
 
-    from moto.iam.models import get_account_id_from
+    from localcloud.motoapi import get_account_id_from
 
     match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     region = match.group(2) if match else DEFAULT_REGION
