@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from helpers import config
+from helpers.idempotent import exists_ok
 from helpers.resources import CUSTOMER_AUTHORIZER, INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, Names
 
 Statement = dict[str, Any]
@@ -123,56 +124,43 @@ def course_roles(names: Names) -> list[FunctionRole]:
 
 
 def ensure_role(role: FunctionRole) -> str:
-    """Create or update the role so it holds exactly this policy; returns its ARN. Idempotent."""
+    """Notebook 00's steps for one role, for the roles it does not spell out: create it (or find it),
+    converge its trust policy, put exactly its inline policy; returns its ARN. Idempotent."""
     config.require_create_allowed(f"IAM role {role.role_name}")
-    iam = config.client("iam")
+    client = config.client("iam")
     trust = json.dumps(LAMBDA_TRUST_POLICY)
-    try:
-        arn = iam.get_role(RoleName=role.role_name)["Role"]["Arn"]
-        iam.update_assume_role_policy(RoleName=role.role_name, PolicyDocument=trust)
-    except iam.exceptions.NoSuchEntityException:
-        arn = iam.create_role(
-            RoleName=role.role_name,
-            AssumeRolePolicyDocument=trust,
-            Description=role.purpose[:1000],
-            Tags=[MANAGED_TAG],
-        )["Role"]["Arn"]
-    iam.put_role_policy(
-        RoleName=role.role_name, PolicyName=role.policy_name, PolicyDocument=json.dumps(role.policy_document())
-    )
-    # Exactly this policy: drop inline policies left by an earlier version of the workbook.
-    for name in iam.list_role_policies(RoleName=role.role_name)["PolicyNames"]:
-        if name != role.policy_name:
-            iam.delete_role_policy(RoleName=role.role_name, PolicyName=name)
-    return arn
+    with exists_ok():
+        client.create_role(RoleName=role.role_name, AssumeRolePolicyDocument=trust,
+                           Description=role.purpose[:1000], Tags=[MANAGED_TAG])
+    client.update_assume_role_policy(RoleName=role.role_name, PolicyDocument=trust)
+    client.put_role_policy(RoleName=role.role_name, PolicyName=role.policy_name,
+                           PolicyDocument=json.dumps(role.policy_document()))
+    drop_other_policies(role)
+    return client.get_role(RoleName=role.role_name)["Role"]["Arn"]
+
+
+def drop_other_policies(role: FunctionRole) -> list[str]:
+    """Exactly this policy: remove inline policies an earlier version of the workbook left on the role."""
+    client = config.client("iam")
+    stale = [name for name in client.list_role_policies(RoleName=role.role_name)["PolicyNames"]
+             if name != role.policy_name]
+    for name in stale:
+        client.delete_role_policy(RoleName=role.role_name, PolicyName=name)
+    return stale
 
 
 def delete_role(role_name: str) -> bool:
-    """Delete a role and its inline and attached policies. False when it did not exist."""
-    iam = config.client("iam")
-    try:
-        for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=role_name, PolicyName=name)
-        for attached in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=role_name, PolicyArn=attached["PolicyArn"])
-        iam.delete_role(RoleName=role_name)
-    except iam.exceptions.NoSuchEntityException:
-        return False
-    return True
+    """helpers.teardown.delete_role (the one teardown path)."""
+    from helpers import teardown
+
+    return teardown.delete_role(role_name)
 
 
 def workbook_roles(prefix: str) -> list[str]:
-    """Names of the roles this workbook created under `prefix` (found by name and tag, for teardown)."""
-    iam = config.client("iam")
-    found = []
-    for page in iam.get_paginator("list_roles").paginate():
-        for role in page["Roles"]:
-            if not role["RoleName"].startswith(f"{prefix}-"):
-                continue
-            tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
-            if MANAGED_TAG in tags:
-                found.append(role["RoleName"])
-    return sorted(found)
+    """helpers.teardown.workbook_roles (the one teardown path)."""
+    from helpers import teardown
+
+    return teardown.workbook_roles(prefix)
 
 
 def permissions(role_name: str) -> pd.DataFrame:

@@ -74,3 +74,28 @@ def exists_ok(*extra_codes: str) -> Iterator[Outcome]:
         if code not in ALREADY_EXISTS_CODES and code not in extra_codes:
             raise
         outcome.created, outcome.code = False, code
+
+
+# The "not there" codes of the same services, for Cleanup cells: deleting twice changes nothing either.
+NOT_FOUND_CODES = frozenset({
+    "ResourceNotFoundException",       # kinesis, dynamodb, lambda, logs, firehose
+    "NoSuchEntity",                    # iam
+    "NoSuchBucket",                    # s3
+    "NotFoundException",               # apigateway
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist",  # sqs
+    "ParameterNotFound",               # ssm
+    "ClusterNotFound", "ClusterNotFoundFault",
+})
+
+
+@contextlib.contextmanager
+def gone_ok(*extra_codes: str) -> Iterator[Outcome]:
+    """Run a delete_* call; swallow only "not found" (plus `extra_codes`): it is gone either way."""
+    outcome = Outcome()
+    try:
+        yield outcome
+    except ClientError as error:
+        code = error_code(error)
+        if code not in NOT_FOUND_CODES and code not in extra_codes:
+            raise
+        outcome.created, outcome.code = False, code

@@ -68,6 +68,100 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
     return NotebookRun(notebook, output, time.monotonic() - started, error, _result_lines(output))
 
 
+# ---------------------------------------------------------------------------------------------------
+# The notebooks are the build: a later notebook requires an earlier one's resources
+
+
+# What each notebook builds on (require() makes sure of these first, in order).
+DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",)}
+STATE_DIR = BUILD_DIR / "state"
+
+
+class BuildOnly(Exception):
+    """Raised by `stop_after_build()`: a notebook run with build_only=True ends here, on purpose."""
+
+
+def state_path(number: str, target: str, prefix: str) -> Path:
+    return STATE_DIR / target / prefix / f"{number}.json"
+
+
+def record(number: str, *, probe: tuple[str, str, dict[str, Any]], parameters: dict[str, Any] | None = None,
+           **built: Any) -> dict[str, Any]:
+    """Called by notebook `number` in its last build cell: what it built (`built`: names, ids), the
+    parameters that shaped it, and `probe`, one read call (service, operation, arguments) that fails when
+    its key resource is gone. `require` trusts the record only while the probe answers."""
+    from helpers import config
+
+    settings = config.settings()
+    state = {"notebook": number, "parameters": parameters or {}, "probe": list(probe), "built": built}
+    path = state_path(number, settings.target, settings.prefix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=1, sort_keys=True, default=str))
+    return built
+
+
+def forget(number: str) -> None:
+    """Called by a notebook's Cleanup: its resources are gone, so its record goes too."""
+    from helpers import config
+
+    settings = config.settings()
+    state_path(number, settings.target, settings.prefix).unlink(missing_ok=True)
+
+
+def stop_after_build() -> None:
+    """End a build_only run here (require() expects it); the rest of the notebook sends and checks."""
+    raise BuildOnly("build_only=True: the resources are built; the rest of this notebook sends data and checks")
+
+
+def _still_there(number: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of notebook `number`, if it was made with these parameters and its probe answers."""
+    from botocore.exceptions import ClientError
+
+    from helpers import config
+
+    settings = config.settings()
+    path = state_path(number, settings.target, settings.prefix)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if any(state["parameters"].get(key) != value for key, value in parameters.items()):
+        return None
+    service, operation, arguments = state["probe"]
+    try:
+        getattr(config.client(service), operation)(**arguments)
+    except ClientError:
+        return None
+    return state["built"]
+
+
+def require(number: str, **parameters: Any) -> dict[str, Any]:
+    """What notebook `number` built (its record, merged with those of the notebooks it builds on), running
+    it headless with build_only=True first when its resources are not there (or were built with other
+    `parameters`, e.g. shards). Quick when they are: a read of each record and one probe call each.
+
+    The earlier notebook is the one source of truth of its resources: nothing here creates anything."""
+    from helpers import config
+
+    settings = config.settings()
+    built: dict[str, Any] = {}
+    for dependency in DEPENDS[number]:
+        built |= require(dependency, **{k: v for k, v in parameters.items() if dependency != "00"})
+    mine = _still_there(number, parameters)
+    if mine is None:
+        notebook = notebooks([number])[0]
+        output = STATE_DIR / settings.target / settings.prefix / notebook.name
+        run = execute(notebook, output, {
+            "target": settings.target, "region": settings.region, "prefix": settings.prefix,
+            "allow_aws_create": settings.allow_aws_create, "build_only": True, **parameters})
+        if run.error and "BuildOnly" not in run.error:
+            raise RuntimeError(f"building {notebook.name} failed at {run.error} (executed copy: {output})")
+        mine = _still_there(number, parameters)
+        if mine is None:
+            raise RuntimeError(f"{notebook.name} ran but recorded nothing (executed copy: {output})")
+    return built | mine
+
+
 def _result_lines(executed: Path) -> tuple[str, ...]:
     """Lines a notebook printed starting with RESULT: (its own one-line proof of what it built)."""
     if not executed.exists():

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import config, deploy, iam
+from helpers import config, deploy, iam, packaging, teardown
 from helpers.paths import PROJECT_ROOT
 
 
@@ -33,7 +33,7 @@ def handler(event, context):
 @pytest.fixture(autouse=True)
 def package_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
-    monkeypatch.setattr(deploy, "PACKAGE_CACHE", cache)
+    monkeypatch.setattr(packaging, "PACKAGE_CACHE", cache)
     return cache
 
 
@@ -44,10 +44,10 @@ def prefix() -> Iterator[str]:
     config.configure(target="local", prefix=name, region="us-east-1")
     yield name
     config.configure(target="local", prefix=name, region="us-east-1")
-    deploy.teardown(name)
+    teardown.everything(name)
     for role in config.client("iam").list_roles()["Roles"]:
         if role["RoleName"].startswith(name + "-"):
-            iam.delete_role(role["RoleName"])
+            teardown.delete_role(role["RoleName"])
     config._current = None
 
 
@@ -100,46 +100,46 @@ def make_role(name: str) -> str:
 
 def test_package_is_deterministic_and_changes_with_the_code(tmp_path: Path, package_cache: Path):
     folder = function_folder(tmp_path)
-    first = deploy.package(folder)
+    first = packaging.package(folder)
     assert names_in(first) == ["app.py", "util.py"]  # no caches, no tests
-    assert all(info.date_time == deploy.ZIP_DATE for info in zipfile.ZipFile(io.BytesIO(first)).infolist())
+    assert all(info.date_time == packaging.ZIP_DATE for info in zipfile.ZipFile(io.BytesIO(first)).infolist())
     assert len(list(package_cache.glob("fn-*.zip"))) == 1
     for cached in package_cache.iterdir():
         cached.unlink()
     time.sleep(0.01)
     (folder / "app.py").touch()  # a new mtime alone changes nothing
-    assert deploy.package(folder) == first
+    assert packaging.package(folder) == first
     (folder / "util.py").write_text("VALUE = 2\n")
-    changed = deploy.package(folder)
-    assert deploy.code_sha256(changed) != deploy.code_sha256(first)
+    changed = packaging.package(folder)
+    assert packaging.code_sha256(changed) != packaging.code_sha256(first)
     assert len(list(package_cache.glob("fn-*.zip"))) == 2
 
 
 def test_requirements_are_vendored_from_this_environment(tmp_path: Path):
     folder = function_folder(tmp_path, requirements="# handler dependencies\naws-lambda-powertools==3.37.0\n")
-    files = names_in(deploy.package(folder))
+    files = names_in(packaging.package(folder))
     tops = {name.split("/", 1)[0] for name in files}
     assert {"app.py", "util.py", "aws_lambda_powertools", "typing_extensions.py"} <= tops
     assert "aws_lambda_powertools-3.37.0.dist-info" in tops and "aws_lambda_powertools/__init__.py" in files
     provided = ("boto3", "botocore", "jmespath", "urllib3", "s3transfer", "dateutil", "six")
     assert not [name for name in files if name.split("/", 1)[0].split("-")[0] in provided]
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
-    assert deploy.package(folder) == deploy.package(folder)
+    assert packaging.package(folder) == packaging.package(folder)
 
 
 def test_missing_or_mismatched_requirement_is_a_clear_error(tmp_path: Path):
     missing = function_folder(tmp_path, "missing", requirements="surely-not-installed-retail-pkg==1.0\n")
-    with pytest.raises(deploy.PackagingError, match="is not installed in this environment"):
-        deploy.package(missing)
+    with pytest.raises(packaging.PackagingError, match="is not installed in this environment"):
+        packaging.package(missing)
     wrong = function_folder(tmp_path, "wrong", requirements="aws-lambda-powertools==1.0.0\n")
-    with pytest.raises(deploy.PackagingError, match="3.37.0 is installed"):
-        deploy.package(wrong)
-    with pytest.raises(deploy.PackagingError, match="no app.py"):
-        deploy.package(tmp_path)
+    with pytest.raises(packaging.PackagingError, match="3.37.0 is installed"):
+        packaging.package(wrong)
+    with pytest.raises(packaging.PackagingError, match="no app.py"):
+        packaging.package(tmp_path)
 
 
 def test_layer_puts_the_dependencies_under_python():
-    files = names_in(deploy.package_layer(["aws-lambda-powertools==3.37.0"]))
+    files = names_in(packaging.package_layer(["aws-lambda-powertools==3.37.0"]))
     assert all(name.startswith("python/") for name in files)
     assert "python/aws_lambda_powertools/__init__.py" in files and "python/typing_extensions.py" in files
 
@@ -155,9 +155,9 @@ def test_deploy_function_creates_then_skips_then_updates(tmp_path: Path, prefix:
     assert arn.endswith(f":function:{prefix}-fn")
     awslambda = config.client("lambda")
     current = awslambda.get_function(FunctionName=arn)["Configuration"]
-    assert current["CodeSha256"] == deploy.code_sha256(deploy.package(folder))
+    assert current["CodeSha256"] == packaging.code_sha256(packaging.package(folder))
     assert (current["Runtime"], current["Handler"], current["Timeout"], current["MemorySize"]) == \
-        (deploy.RUNTIME, "app.handler", 30, 256)
+        (packaging.RUNTIME, "app.handler", 30, 256)
 
     calls.clear()
     assert deploy.deploy_function(folder, role_arn=role, environment={"STREAM": "s1"}) == arn
@@ -229,7 +229,7 @@ def test_bucket_outside_us_east_1_gets_its_location(prefix: str):
     bucket = f"{prefix}-lake-{config.LOCAL_ACCOUNT_ID}-eu-west-1"
     deploy.ensure_bucket(bucket)
     assert config.client("s3").get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
-    deploy.delete_bucket(bucket)
+    teardown.delete_bucket(bucket)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -327,8 +327,8 @@ def test_only_binaries_for_another_platform_are_flagged():
     pure = "Root-Is-Purelib: true\nTag: py3-none-any\n"
     linux = "Root-Is-Purelib: false\nTag: cp311-cp311-manylinux_2_17_x86_64\n"
     mac = "Root-Is-Purelib: false\nTag: cp311-cp311-macosx_11_0_arm64\n"
-    assert deploy._runs_on_lambda(Fake(pure)) and not deploy._runs_on_lambda(Fake(mac))
-    assert deploy._runs_on_lambda(Fake(linux)) == (deploy.RUNTIME == "python3.11")
+    assert packaging._runs_on_lambda(Fake(pure)) and not packaging._runs_on_lambda(Fake(mac))
+    assert packaging._runs_on_lambda(Fake(linux)) == (packaging.RUNTIME == "python3.11")
 
 
 def test_invoke_url_on_aws_is_execute_api():
@@ -391,27 +391,27 @@ def test_teardown_removes_the_prefix_and_nothing_else(tmp_path: Path, prefix: st
         deploy.ensure_stream(other)
         deploy.ensure_bucket(other)
     try:
-        planned = deploy.teardown(prefix, dry_run=True)
+        planned = teardown.streaming(prefix, dry_run=True)
         assert planned["functions"] == [f"{prefix}-ingest", f"{prefix}-query"]
         assert len(planned["event_source_mappings"]) == 1 and planned["rest_apis"] == [f"{prefix}-api"]
         assert planned["buckets"] == [bucket] and planned["streams"] == [f"{prefix}-transactions"]
         assert planned["usage_plans"] == planned["api_keys"] == [f"{prefix}-clients"]
 
-        removed = deploy.teardown(prefix)
+        removed = teardown.streaming(prefix)
         assert removed == planned
-        assert all(not found for found in deploy.workbook_resources(prefix).values())
+        assert all(not found for found in teardown.workbook_resources(prefix).values())
         for other in others:
             assert deploy.ensure_queue(other).endswith(other)
             assert other in config.client("kinesis").list_streams()["StreamNames"]
             config.client("s3").head_bucket(Bucket=other)
     finally:
         for other in others:
-            deploy.delete_queue(other)
-            deploy.delete_stream(other)
-            deploy.delete_bucket(other)
+            teardown.delete_queue(other)
+            teardown.delete_stream(other)
+            teardown.delete_bucket(other)
 
 
 def test_teardown_refuses_a_prefix_that_is_not_one():
     for prefix in ("", "-", "*", "a b"):
         with pytest.raises(ValueError, match="refusing"):
-            deploy.teardown(prefix)
+            teardown.streaming(prefix)

@@ -1,0 +1,312 @@
+"""The one teardown path: a delete function per resource kind, `workbook_resources(prefix)` to list
+what the workbook built under a prefix, and `everything(prefix)` for notebook 99.
+
+Every notebook's `## Cleanup` makes its own delete calls visibly (`lambda_.delete_function(...)`)
+inside `gone_ok()`; these functions are the same calls for code that removes a whole prefix, in
+dependency order: what reads (delivery streams, mappings, APIs, functions) before what it reads from
+(streams, queues, tables, buckets), the secret, and the execution roles last. Nothing is deleted that
+is not named `<prefix>-...` (IAM roles must also carry the workbook's tag).
+
+Parts of the platform add their kind here as one function each (see `EXTRA_TEARDOWNS`): the warehouse
+(notebooks 06, 08) registers its delete step so that notebook 99 stays one call.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from helpers import config, iam
+from helpers.apis import find_rest_api
+from helpers.waiting import mapping_ready as _wait_mapping
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def delete_function(name: str) -> bool:
+    """Delete a function (and its event source mappings first). False when it did not exist."""
+    awslambda = config.client("lambda")
+    delete_event_source_mappings(name)
+    try:
+        awslambda.delete_function(FunctionName=name)
+    except awslambda.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+def delete_event_source_mappings(function: str) -> list[str]:
+    """Delete every mapping of a function; returns their UUIDs."""
+    awslambda = config.client("lambda")
+    try:
+        mappings = [m for page in awslambda.get_paginator("list_event_source_mappings").paginate(FunctionName=function)
+                    for m in page["EventSourceMappings"]]
+    except awslambda.exceptions.ResourceNotFoundException:
+        return []
+    for mapping in mappings:
+        _wait_mapping(mapping["UUID"])
+        awslambda.delete_event_source_mapping(UUID=mapping["UUID"])
+    return [m["UUID"] for m in mappings]
+
+
+def delete_layer(name: str) -> list[int]:
+    awslambda = config.client("lambda")
+    versions = [v["Version"] for page in awslambda.get_paginator("list_layer_versions").paginate(LayerName=name)
+                for v in page["LayerVersions"]]
+    for version in versions:
+        awslambda.delete_layer_version(LayerName=name, VersionNumber=version)
+    return versions
+
+
+def delete_rest_api(name: str) -> bool:
+    """Delete the REST API with this name, and the usage plans that cover it. False when absent."""
+    api_id = find_rest_api(name)
+    if api_id is None:
+        return False
+    apigw = config.client("apigateway")
+    for page in apigw.get_paginator("get_usage_plans").paginate():
+        for plan in page["items"]:
+            stages = [s for s in plan.get("apiStages", []) if s["apiId"] == api_id]
+            if stages:
+                apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=[
+                    {"op": "remove", "path": "/apiStages", "value": f"{api_id}:{s['stage']}"} for s in stages])
+    _throttled(lambda: apigw.delete_rest_api(restApiId=api_id))
+    return True
+
+
+def _throttled(call: Callable[[], Any], seconds: float = 120.0) -> Any:
+    """AWS allows one DeleteRestApi per 30 s per account: wait it out instead of failing teardown."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except ClientError as error:
+            if _error_code(error) != "TooManyRequestsException" or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+def delete_stream(name: str) -> bool:
+    kinesis = config.client("kinesis")
+    try:
+        kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    except kinesis.exceptions.ResourceNotFoundException:
+        return False
+    kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    return True
+
+
+def delete_queue(name: str) -> bool:
+    sqs = config.client("sqs")
+    try:
+        sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    except sqs.exceptions.QueueDoesNotExist:
+        return False
+    return True
+
+
+def delete_table(name: str) -> bool:
+    dynamodb = config.client("dynamodb")
+    try:
+        dynamodb.delete_table(TableName=name)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return False
+    dynamodb.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    return True
+
+
+def delete_bucket(name: str) -> bool:
+    """Empty the bucket (every object version and delete marker) and delete it."""
+    s3 = config.client("s3")
+    try:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+            objects = [{"Key": o["Key"], "VersionId": o["VersionId"]}
+                       for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for first in range(0, len(objects), 1000):
+                s3.delete_objects(Bucket=name, Delete={"Objects": objects[first:first + 1000], "Quiet": True})
+        s3.delete_bucket(Bucket=name)
+    except s3.exceptions.NoSuchBucket:
+        return False
+    return True
+
+
+def delete_log_group(name: str) -> bool:
+    logs = config.client("logs")
+    try:
+        logs.delete_log_group(logGroupName=name)
+    except logs.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,19}$")
+
+
+def _owned(prefix: str) -> Callable[[str], bool]:
+    """Names the workbook built under `prefix` are `<prefix>-...` (lower case): exactly those."""
+    if not _PREFIX_RE.match(prefix or ""):
+        raise ValueError(f"refusing to tear down with prefix {prefix!r}: it must be a workbook prefix like 'retail'")
+    start = prefix.lower() + "-"
+    return lambda name: name.lower().startswith(start)
+
+
+def workbook_resources(prefix: str | None = None) -> dict[str, list[str]]:
+    """What `teardown` would remove: resource names under `prefix` (default: the settings'), by kind."""
+    prefix = config.settings().prefix if prefix is None else prefix  # "" is refused, never the default
+    owned = _owned(prefix)
+    prefix = prefix.lower()
+    awslambda, apigw = config.client("lambda"), config.client("apigateway")
+    functions = sorted(f["FunctionName"] for page in awslambda.get_paginator("list_functions").paginate()
+                       for f in page["Functions"] if owned(f["FunctionName"]))
+    function_arns = {f["FunctionArn"] for page in awslambda.get_paginator("list_functions").paginate()
+                     for f in page["Functions"] if owned(f["FunctionName"])}
+    mappings = sorted(m["UUID"] for page in awslambda.get_paginator("list_event_source_mappings").paginate()
+                      for m in page["EventSourceMappings"] if m.get("FunctionArn") in function_arns)
+    return {
+        "event_source_mappings": mappings,
+        "rest_apis": sorted({a["name"] for page in apigw.get_paginator("get_rest_apis").paginate()
+                             for a in page["items"] if owned(a["name"])}),
+        "usage_plans": sorted(p["name"] for page in apigw.get_paginator("get_usage_plans").paginate()
+                              for p in page["items"] if owned(p["name"])),
+        "api_keys": sorted(k["name"] for page in apigw.get_paginator("get_api_keys").paginate()
+                           for k in page["items"] if owned(k.get("name", ""))),
+        "functions": functions,
+        "layers": sorted(layer["LayerName"] for page in awslambda.get_paginator("list_layers").paginate()
+                         for layer in page["Layers"] if owned(layer["LayerName"])),
+        "log_groups": sorted(g["logGroupName"] for page in config.client("logs").get_paginator(
+            "describe_log_groups").paginate(logGroupNamePrefix="/aws/lambda/")
+            for g in page["logGroups"] if owned(g["logGroupName"].removeprefix("/aws/lambda/"))),
+        "streams": sorted(s for page in config.client("kinesis").get_paginator("list_streams").paginate()
+                          for s in page["StreamNames"] if owned(s)),
+        "queues": sorted(url.rsplit("/", 1)[-1] for page in config.client("sqs").get_paginator("list_queues").paginate(
+            QueueNamePrefix=prefix) for url in page.get("QueueUrls", [])
+            if owned(url.rsplit("/", 1)[-1])),
+        "tables": sorted(t for page in config.client("dynamodb").get_paginator("list_tables").paginate()
+                         for t in page["TableNames"] if owned(t)),
+        "buckets": sorted(b["Name"] for b in config.client("s3").list_buckets().get("Buckets", []) if owned(b["Name"])),
+    }
+
+
+def streaming(prefix: str | None = None, *, dry_run: bool = False) -> dict[str, list[str]]:
+    """Remove the streaming platform named `<prefix>-...` (notebooks 02-05: mappings, APIs and their
+    usage plans and keys, functions, layers, log groups, streams, queues, tables, buckets), in dependency
+    order; returns what was (or, with dry_run, would be) removed. Roles and the secret: `everything`."""
+    found = workbook_resources(prefix)
+    if dry_run:
+        return found
+    awslambda, apigw = config.client("lambda"), config.client("apigateway")
+    for uuid in found["event_source_mappings"]:
+        _wait_mapping(uuid)
+        awslambda.delete_event_source_mapping(UUID=uuid)
+    for plan in [p for page in apigw.get_paginator("get_usage_plans").paginate() for p in page["items"]
+                 if p["name"] in found["usage_plans"]]:
+        for key in [k for page in apigw.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan["id"])
+                    for k in page["items"]]:
+            apigw.delete_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"])
+        if plan.get("apiStages"):
+            apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=[
+                {"op": "remove", "path": "/apiStages", "value": f"{s['apiId']}:{s['stage']}"}
+                for s in plan["apiStages"]])
+        apigw.delete_usage_plan(usagePlanId=plan["id"])
+    for key in [k for page in apigw.get_paginator("get_api_keys").paginate() for k in page["items"]
+                if k.get("name") in found["api_keys"]]:
+        apigw.delete_api_key(apiKey=key["id"])
+    for name in found["rest_apis"]:
+        while delete_rest_api(name):  # several APIs may share a name
+            pass
+    for name in found["functions"]:
+        delete_function(name)
+    for name in found["layers"]:
+        delete_layer(name)
+    for name in found["log_groups"]:
+        delete_log_group(name)
+    for name in found["streams"]:
+        delete_stream(name)
+    for name in found["queues"]:
+        delete_queue(name)
+    for name in found["tables"]:
+        delete_table(name)
+    for name in found["buckets"]:
+        delete_bucket(name)
+    return found
+
+
+def delete_role(role_name: str) -> bool:
+    """Delete an execution role with its inline and attached policies. False when it did not exist."""
+    client = config.client("iam")
+    try:
+        for name in client.list_role_policies(RoleName=role_name)["PolicyNames"]:
+            client.delete_role_policy(RoleName=role_name, PolicyName=name)
+        for attached in client.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]:
+            client.detach_role_policy(RoleName=role_name, PolicyArn=attached["PolicyArn"])
+        client.delete_role(RoleName=role_name)
+    except client.exceptions.NoSuchEntityException:
+        return False
+    return True
+
+
+def workbook_roles(prefix: str) -> list[str]:
+    """The roles the workbook created under `prefix`: named `<prefix>-...` and tagged project=retail-pipelines."""
+    client = config.client("iam")
+    found = []
+    for page in client.get_paginator("list_roles").paginate():
+        for role in page["Roles"]:
+            if not role["RoleName"].startswith(f"{prefix}-"):
+                continue
+            if iam.MANAGED_TAG in client.list_role_tags(RoleName=role["RoleName"])["Tags"]:
+                found.append(role["RoleName"])
+    return sorted(found)
+
+
+def delete_parameter(name: str) -> bool:
+    """Delete an SSM parameter (the query API's token secret). False when it did not exist."""
+    ssm = config.client("ssm")
+    try:
+        ssm.delete_parameter(Name=name)
+    except ssm.exceptions.ParameterNotFound:
+        return False
+    return True
+
+
+def workbook_parameters(prefix: str) -> list[str]:
+    """SSM parameters under `/<prefix>/` (the workbook's secrets)."""
+    _owned(prefix)
+    ssm = config.client("ssm")
+    return sorted(p["Name"] for page in ssm.get_paginator("describe_parameters").paginate(
+        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [f"/{prefix}/"]}])
+        for p in page["Parameters"])
+
+
+def inventory(prefix: str) -> dict[str, list[str]]:
+    """Everything of `prefix` that `everything` removes, by kind (the streaming platform, parameters, roles)."""
+    return {**workbook_resources(prefix), "ssm_parameters": workbook_parameters(prefix),
+            "iam_roles": workbook_roles(prefix)}
+
+
+def _warehouse(prefix: str) -> dict[str, list[str]]:
+    """The warehouse's delivery streams, cluster and workgroup (helpers.warehouse knows them)."""
+    from helpers import resources, warehouse
+
+    return warehouse.teardown(resources.Names(prefix=prefix, region=config.settings().region,
+                                              account=config.account_id()))
+
+
+# One delete step per part of the platform that is not the streaming core, run first (they read from it).
+EXTRA_TEARDOWNS: list[Callable[[str], dict[str, list[str]]]] = [_warehouse]
+
+
+def everything(prefix: str | None = None) -> dict[str, list[str]]:
+    """Remove everything the workbook built under `prefix`, in dependency order; returns what went."""
+    prefix = config.settings().prefix if prefix is None else prefix
+    _owned(prefix)
+    removed: dict[str, list[str]] = {}
+    for step in EXTRA_TEARDOWNS:
+        removed |= step(prefix)
+    removed |= streaming(prefix)
+    removed["ssm_parameters"] = [name for name in workbook_parameters(prefix) if delete_parameter(name)]
+    removed["iam_roles"] = [name for name in workbook_roles(prefix) if delete_role(name)]
+    return removed
