@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 
 from localcloud import motoapi
 from localcloud.firehose import delivery as fd
-from localcloud.event_sources.pollers import CheckpointStore
+from localcloud.event_sources.checkpoints import CheckpointStore
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
 
 log = logging.getLogger("localcloud.firehose")

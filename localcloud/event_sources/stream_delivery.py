@@ -1,0 +1,179 @@
+"""Streams (Kinesis, DynamoDB Streams): ordered delivery of one shard's records, with retries, bisect,
+partial failures, record expiry, tumbling windows and the OnFailure record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from localcloud.event_sources.invoking import Outcome, interpret, invoke_batch
+from localcloud.event_sources.mapping import MAX_PAYLOAD_BYTES, RETRY_DELAY_S, MappingConfig, SourceRecord, _iso
+from localcloud.executors import Invoker, LambdaInvokeError
+
+
+@dataclass
+class TumblingWindow:
+    """TumblingWindowInSeconds: the window a shard's records fall in and the state the function
+    returned so far (sent back with every invocation of the window)."""
+
+    start: float
+    size: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def containing(cls, arrival: float, size: int) -> "TumblingWindow":
+        return cls(start=arrival - arrival % size, size=size)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.size
+
+    def fields(self, shard_id: str, source_arn: str, final: bool) -> dict[str, Any]:
+        return {"window": {"start": _iso(self.start).replace(".000Z", "Z"), "end": _iso(self.end).replace(".000Z", "Z")},
+                "state": self.state, "shardId": shard_id, "eventSourceARN": source_arn,
+                "isFinalInvokeForWindow": final, "isWindowTerminatedEarly": False}
+
+
+class StreamDelivery:
+    """Delivers an ordered list of one shard's records with retries, bisect, partial failures,
+    record expiry and the OnFailure destination. Pure logic over an Invoker (unit-testable)."""
+
+    def __init__(self, config: MappingConfig, invoker: Invoker, shard_id: str,
+                 on_failure: Callable[[dict[str, Any]], None], stopping: threading.Event | None = None,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
+                 window: TumblingWindow | None = None):
+        self.config, self.invoker, self.shard_id = config, invoker, shard_id
+        self.on_failure, self.sleep, self.now = on_failure, sleep, now
+        self.stopping = stopping or threading.Event()
+        self.window = window
+
+    def close_window(self) -> None:
+        """The final invocation of a tumbling window (no records, isFinalInvokeForWindow true)."""
+        self._deliver_batch([], [], final_only=True)
+
+    def deliver(self, records: list[SourceRecord]) -> None:
+        """Returns once every record was processed successfully or discarded."""
+        pending = batches(records, self.config.batch_size)
+        while pending and not self.stopping.is_set():
+            self._deliver_batch(pending.pop(0), pending)
+
+    def _deliver_batch(self, batch: list[SourceRecord], pending: list[list[SourceRecord]], final_only: bool = False) -> None:
+        retries, invocations, last = 0, 0, None
+        while (batch or final_only) and not self.stopping.is_set():
+            batch = self._drop_expired(batch, invocations, last)
+            if not batch and not final_only:
+                return
+            try:
+                result = invoke_batch(self.invoker, self.config, self.event(batch), self.stopping)
+            except LambdaInvokeError as error:
+                last = Outcome(ok=False, status_code=error.status, function_error=error.code)
+            else:
+                last = interpret(result, batch, self.config.report_item_failures)
+                self._keep_window_state(result, last)
+            invocations += 1
+            if last.ok or (final_only and last.partial):
+                return
+            if last.partial:  # checkpoint at the lowest failed sequence number, retry from there
+                lowest = min(r.seq for r in batch if r.identifier in set(last.failed_ids))
+                batch = [r for r in batch if r.seq >= lowest]
+            elif self.config.bisect and len(batch) > 1:  # splitting does not count as a retry
+                half = len(batch) // 2
+                pending.insert(0, batch[half:])
+                batch = batch[:half]
+                continue
+            if self.config.max_retries >= 0 and retries >= self.config.max_retries:
+                if batch:
+                    self.on_failure(self.failure_record(batch, "RetryAttemptsExhausted", invocations, last))
+                return
+            retries += 1
+            self.sleep(RETRY_DELAY_S)
+
+    def _drop_expired(self, batch: list[SourceRecord], invocations: int, last: Outcome | None) -> list[SourceRecord]:
+        if self.config.max_record_age_s < 0:
+            return batch
+        oldest_allowed = self.now() - self.config.max_record_age_s
+        expired = [r for r in batch if r.arrival < oldest_allowed]
+        if expired:
+            self.on_failure(self.failure_record(expired, "RecordAgeExceeded", invocations, last))
+        return [r for r in batch if r.arrival >= oldest_allowed]
+
+    def event(self, batch: list[SourceRecord], final: bool = False) -> dict[str, Any]:
+        event: dict[str, Any] = {"Records": [r.event for r in batch]}
+        if self.window is not None:
+            event.update(self.window.fields(self.shard_id, self.config.source_arn, final or not batch))
+        return event
+
+    def _keep_window_state(self, result: Any, outcome: Outcome) -> None:
+        """The state a windowed function returns is carried to its next invocation of the window."""
+        if self.window is None or outcome.function_error:
+            return
+        try:
+            response = json.loads(result.payload or b"null")
+        except ValueError:
+            return
+        if isinstance(response, dict) and isinstance(response.get("state"), dict):
+            self.window.state = response["state"]
+
+    def failure_record(self, batch: list[SourceRecord], condition: str, invocations: int,
+                       last: Outcome | None) -> dict[str, Any]:
+        """AWS's OnFailure record for a discarded stream batch."""
+        info_key = "KinesisBatchInfo" if self.config.source_kind == "kinesis" else "DDBStreamBatchInfo"
+        response: dict[str, Any] = {"statusCode": last.status_code if last else 200,
+                                    "executedVersion": last.executed_version if last else "$LATEST"}
+        if last and last.function_error:
+            response["functionError"] = last.function_error
+        return {
+            "requestContext": {"requestId": (last.request_id if last else "") or str(uuid.uuid4()),
+                               "functionArn": self.config.function_arn, "condition": condition,
+                               "approximateInvokeCount": invocations},
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": _iso(self.now()),
+            info_key: {
+                "shardId": self.shard_id,
+                "startSequenceNumber": batch[0].identifier,
+                "endSequenceNumber": batch[-1].identifier,
+                "approximateArrivalOfFirstRecord": _iso(batch[0].arrival),
+                "approximateArrivalOfLastRecord": _iso(batch[-1].arrival),
+                "batchSize": len(batch),
+                "streamArn": self.config.source_arn,
+            },
+        }
+
+
+def batches(records: list[SourceRecord], size: int, max_bytes: int = MAX_PAYLOAD_BYTES) -> list[list[SourceRecord]]:
+    """Consecutive batches of at most `size` records and (about) Lambda's 6 MB payload limit."""
+    out: list[list[SourceRecord]] = []
+    current: list[SourceRecord] = []
+    current_bytes = 0
+    for record in records:
+        weight = _approximate_size(record)
+        if current and (len(current) >= size or current_bytes + weight > max_bytes):
+            out.append(current)
+            current, current_bytes = [], 0
+        current.append(record)
+        current_bytes += weight
+    if current:
+        out.append(current)
+    return out
+
+
+def _approximate_size(record: SourceRecord) -> int:
+    kinesis = record.event.get("kinesis")
+    return len(kinesis["data"]) + 400 if kinesis else len(json.dumps(record.event))
+
+
+def lanes(records: list[SourceRecord], parallelization: int) -> list[list[SourceRecord]]:
+    """ParallelizationFactor: split a shard's records into lanes, one partition key per lane."""
+    if parallelization <= 1:
+        return [records]
+    out: list[list[SourceRecord]] = [[] for _ in range(parallelization)]
+    for record in records:
+        digest = hashlib.md5(record.partition_key.encode()).digest()
+        out[int.from_bytes(digest[:4], "big") % parallelization].append(record)
+    return [lane for lane in out if lane]
