@@ -73,7 +73,8 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
 
 
 # What each notebook builds on (require() makes sure of these first, in order).
-DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",)}
+DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",),
+                                      "06": ("02",), "08": ("06",)}
 STATE_DIR = BUILD_DIR / "state"
 
 
