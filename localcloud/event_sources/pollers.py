@@ -36,7 +36,6 @@ sqs_poller.py, checkpoints.py, destinations.py. The names importable from here b
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable, Iterable
 
 from localcloud import motoapi
@@ -51,7 +50,7 @@ from localcloud.event_sources.sqs_poller import SqsPoller
 from localcloud.event_sources.stream_delivery import StreamDelivery, TumblingWindow, batches, lanes
 from localcloud.event_sources.stream_poller import StreamPoller
 from localcloud.event_sources.stream_sources import DynamoDBStreamSource, KinesisSource
-from localcloud.executors import CloudContext, WSGIApp
+from localcloud.executor_base import ThreadedExecutor
 
 log = logging.getLogger("localcloud.event_sources")
 
@@ -63,45 +62,30 @@ __all__ = [  # the package's public names, importable from here as before the sp
 ]
 
 
-class EventSourcesExecutor:
+class EventSourcesExecutor(ThreadedExecutor):
     """Keeps one poller per enabled-or-not mapping in moto, following creates, updates and deletes."""
 
     name = "event-sources"
+    interval_s = SCAN_INTERVAL_S
 
     def __init__(self) -> None:
-        self.cloud: CloudContext | None = None
+        super().__init__()
         self.pollers: dict[str, Any] = {}
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
         self._undo_create: Callable[[], None] | None = None
         self._detached: list[tuple[dict[str, Any], str, Any]] = []
         self._warned_no_runtime = False
 
     # lifecycle ------------------------------------------------------------------------------------
-    def start(self, cloud: CloudContext) -> None:
-        if self.thread is not None:
-            return
-        self.cloud = cloud
-        self.stopping.clear()
+    def on_start(self) -> None:
         self._switch_off_inline_delivery()
-        self.thread = threading.Thread(target=self._supervise, daemon=True, name="event-sources")
-        self.thread.start()
 
-    def stop(self) -> None:
-        if self.thread is None:
-            return
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.thread = None
+    def on_stop(self) -> None:
         for poller in list(self.pollers.values()):
             poller.stopping.set()  # all at once: stopping is then as slow as the slowest invocation
         for poller in list(self.pollers.values()):
             poller.stop()
         self.pollers.clear()
         self._restore_inline_delivery()
-
-    def route(self, request: Any) -> WSGIApp | None:
-        return None
 
     # moto's inline delivery -----------------------------------------------------------------------
     def _switch_off_inline_delivery(self) -> None:
@@ -148,13 +132,8 @@ class EventSourcesExecutor:
         self._detached.clear()
 
     # supervision ----------------------------------------------------------------------------------
-    def _supervise(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self._sync_pollers()
-            except Exception:
-                log.exception("event-sources supervisor")
-            self.stopping.wait(SCAN_INTERVAL_S)
+    def supervise_once(self) -> None:
+        self._sync_pollers()
 
     def _mappings(self) -> dict[str, Any]:
         from localcloud.motoapi import lambda_backends

@@ -48,7 +48,8 @@ from typing import Any, Callable, Iterator
 from localcloud import motoapi
 from localcloud.firehose import delivery as fd
 from localcloud.event_sources.checkpoints import CheckpointStore
-from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, Invoker, WSGIApp
+from localcloud.executor_base import ThreadedExecutor, json_response
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, Invoker, WSGIApp
 
 log = logging.getLogger("localcloud.firehose")
 
@@ -289,46 +290,23 @@ def _firehose_backends() -> Iterator[tuple[str, str, Any]]:
             yield account_id, region, backend
 
 
-def _json_response(status: int, body: Any) -> WSGIApp:
-    data = json.dumps(body).encode()
-    reason = {200: "OK", 404: "Not Found"}.get(status, "Error")
-
-    def app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
-
-    return app
-
-
-class FirehoseExecutor:
+class FirehoseExecutor(ThreadedExecutor):
     """Keeps one Pipeline per delivery stream in moto and drives their buffers."""
 
     name = "firehose"
+    interval_s = TICK_S
 
     def __init__(self) -> None:
-        self.cloud: CloudContext | None = None
+        super().__init__()
         self.pipelines: dict[str, Pipeline] = {}  # by delivery stream ARN
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
         self._undo: list[Callable[[], None]] = []
 
     # lifecycle ------------------------------------------------------------------------------------
-    def start(self, cloud: CloudContext) -> None:
-        if self.thread is not None:
-            return
-        self.cloud = cloud
-        self.stopping.clear()
+    def on_start(self) -> None:
         self._patch_moto()
-        self.thread = threading.Thread(target=self._supervise, daemon=True, name="firehose")
-        self.thread.start()
 
-    def stop(self) -> None:
-        if self.thread is None:
-            return
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.thread = None
+    def on_stop(self) -> None:
         self._restore_moto()
         self.pipelines.clear()
 
@@ -341,8 +319,8 @@ class FirehoseExecutor:
         try:
             report = self.flush(match.group("name"), account, region)
         except KeyError as error:
-            return _json_response(404, {"message": str(error.args[0])})
-        return _json_response(200, report)
+            return json_response(404, {"message": str(error.args[0])})
+        return json_response(200, report)
 
     # moto -----------------------------------------------------------------------------------------
     def _patch_moto(self) -> None:
@@ -438,20 +416,18 @@ class FirehoseExecutor:
                 del self.pipelines[arn]  # DeleteDeliveryStream discards buffered data, as on AWS
         return live
 
-    def _supervise(self) -> None:
-        while not self.stopping.is_set():
+    def supervise_once(self) -> None:
+        try:
+            pipelines = self._sync()
+        except Exception:
+            log.exception("firehose supervisor")
+            pipelines = []
+        for pipeline in pipelines:
             try:
-                pipelines = self._sync()
-            except Exception:
-                log.exception("firehose supervisor")
-                pipelines = []
-            for pipeline in pipelines:
-                try:
-                    pipeline.poll_source()
-                    pipeline.tick()
-                except Exception:  # one broken stream must not stop the others
-                    log.exception("firehose delivery stream %s", pipeline.config.name)
-            self.stopping.wait(TICK_S)
+                pipeline.poll_source()
+                pipeline.tick()
+            except Exception:  # one broken stream must not stop the others
+                log.exception("firehose delivery stream %s", pipeline.config.name)
 
     def flush(self, name: str, account_id: str = DEFAULT_ACCOUNT, region: str = DEFAULT_REGION) -> dict[str, Any]:
         """Deliver everything buffered for one delivery stream now (source read first)."""

@@ -43,7 +43,8 @@ from typing import Any, Callable, Iterator
 from werkzeug.wrappers import Request
 
 from localcloud import motoapi
-from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
+from localcloud.executor_base import ThreadedExecutor, json_response
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, WSGIApp
 
 log = logging.getLogger("localcloud.scheduler")
 
@@ -447,51 +448,31 @@ def _to_sns(target: dict[str, Any], body: str) -> None:
 # The executor
 
 
-def _json_response(status: int, body: Any) -> WSGIApp:
-    data = json.dumps(body).encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
-
-    def app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        start_response(f"{status} {reason}", [("Content-Type", "application/json"),
-                                              ("Content-Length", str(len(data)))])
-        return [data]
-
-    return app
-
-
-class Scheduler:
+class Scheduler(ThreadedExecutor):
     """Fires schedule rules, fixes moto's target delivery, validates schedule expressions."""
 
     name = "scheduler"
+    wait_first = True  # a clock: the first tick comes one interval after start
 
     def __init__(self) -> None:
-        self.cloud: CloudContext | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._next: dict[str, tuple[str, datetime]] = {}  # rule ARN -> (expression, next fire)
         self._undo: list[Callable[[], None]] = []
         self._original_send: Callable[..., Any] | None = None
         self._lock = threading.Lock()  # one tick at a time (the thread, or a clock request)
         self.clock_offset = timedelta()  # how far advance_clock moved time forward
-        self.tick_s = float(os.environ.get("RETAIL_LOCALCLOUD_SCHEDULER_TICK", DEFAULT_TICK_S))
+        self.tick_s = self.interval_s = float(os.environ.get("RETAIL_LOCALCLOUD_SCHEDULER_TICK", DEFAULT_TICK_S))
 
     # -- lifecycle
 
-    def start(self, cloud: CloudContext) -> None:
-        if self._thread is not None:
-            return
-        self.cloud = cloud
+    def on_start(self) -> None:
         self._patch_moto()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="localcloud-scheduler", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def on_stop(self) -> None:
         self._restore_moto()
+
+    def thread_name(self) -> str:
+        return "localcloud-scheduler"
 
     def _patch_moto(self) -> None:
         scheduler = self
@@ -537,12 +518,8 @@ class Scheduler:
 
     # -- the clock
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                self.tick(self.now())
-            except Exception:  # the thread must survive a bad rule or a backend race
-                log.exception("scheduler tick failed")
+    def supervise_once(self) -> None:
+        self.tick(self.now())
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc) + self.clock_offset
@@ -587,9 +564,9 @@ class Scheduler:
             try:
                 seconds = float(request.args.get("advance", "0"))
             except ValueError:
-                return _json_response(400, {"message": "advance must be a number of seconds"})
+                return json_response(400, {"message": "advance must be a number of seconds"})
             fired = self.advance(seconds)
-            return _json_response(200, {"Now": iso_time(self.now()), "Fired": fired})
+            return json_response(200, {"Now": iso_time(self.now()), "Fired": fired})
         match = FIRE_ROUTE.match(request.path)
         if not match or request.method != "POST":
             return None
@@ -598,12 +575,12 @@ class Scheduler:
             rule = _find_rule(match.group("name"), query.get("event-bus", "default"),
                               query.get("account", DEFAULT_ACCOUNT), query.get("region", DEFAULT_REGION))
         except KeyError as error:
-            return _json_response(404, {"message": str(error.args[0])})
+            return json_response(404, {"message": str(error.args[0])})
         if not rule.scheduled_expression:
-            return _json_response(400, {"message": f"rule {rule.name} has no ScheduleExpression"})
+            return json_response(400, {"message": f"rule {rule.name} has no ScheduleExpression"})
         if rule.state != "ENABLED" and query.get("force") != "true":
-            return _json_response(200, {"Rule": rule.arn, "State": rule.state, "Event": None, "Deliveries": []})
-        return _json_response(200, {"State": rule.state, **self.fire(rule)})
+            return json_response(200, {"Rule": rule.arn, "State": rule.state, "Event": None, "Deliveries": []})
+        return json_response(200, {"State": rule.state, **self.fire(rule)})
 
 
 def _schedule_rules() -> Iterator[Any]:

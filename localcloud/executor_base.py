@@ -1,0 +1,107 @@
+"""What the executors share: a supervising thread's lifecycle and the small WSGI answers they give.
+
+Several executors (firehose, scheduler, event sources) run one background thread that looks at moto's
+state every few milliseconds; each used to copy the same idempotent start/stop and the same JSON answer
+app. `ThreadedExecutor` is that lifecycle once; `respond` / `json_response` are the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from http import HTTPStatus
+from typing import Any, Callable, Iterable
+
+from localcloud.executors import CloudContext, WSGIApp
+
+log = logging.getLogger("localcloud")
+
+JOIN_TIMEOUT_S = 5.0
+
+
+def respond(status: int, body: bytes, content_type: str, *, request_id: bool = False,
+            headers: Iterable[tuple[str, str]] = ()) -> WSGIApp:
+    """A WSGI app answering `body` with `status` (AWS's `x-amzn-RequestId` header when asked)."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    extra = [*headers, *((("x-amzn-RequestId", str(uuid.uuid4())),) if request_id else ())]
+
+    def app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(f"{status} {reason}",
+                       [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra])
+        return [body]
+
+    return app
+
+
+def json_response(status: int, body: Any, content_type: str = "application/json", *,
+                  request_id: bool = False) -> WSGIApp:
+    """`body` as JSON (admin routes use application/json; AWS JSON-protocol APIs pass their own type)."""
+    return respond(status, json.dumps(body).encode(), content_type, request_id=request_id)
+
+
+class ThreadedExecutor:
+    """An executor whose work is a supervising thread: `supervise_once()` every `interval_s` until stop.
+
+    `start(cloud)` and `stop()` are idempotent and quick; `on_start()` runs before the thread starts
+    (patch moto there) and `on_stop()` after it has ended (undo the patches, stop workers). An exception
+    in one round is logged and the next round runs: a bad record or a backend race must not end the
+    thread. `wait_first` waits one interval before the first round (a clock that ticks, not a poller)."""
+
+    name: str = "executor"
+    interval_s: float = 0.1
+    wait_first: bool = False
+
+    def __init__(self) -> None:
+        self.cloud: CloudContext | None = None
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    # the contract -------------------------------------------------------------------------------
+    def start(self, cloud: CloudContext) -> None:
+        if self.thread is not None:
+            return
+        self.cloud = cloud
+        self.stopping.clear()
+        self.on_start()
+        self.thread = threading.Thread(target=self._supervise, daemon=True, name=self.thread_name())
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is None:
+            return
+        self.stopping.set()
+        self.thread.join(timeout=JOIN_TIMEOUT_S)
+        self.thread = None
+        self.on_stop()
+
+    def route(self, request: Any) -> WSGIApp | None:
+        return None
+
+    # what a subclass provides ---------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Before the thread starts (the cloud is set)."""
+
+    def on_stop(self) -> None:
+        """After the thread has ended."""
+
+    def supervise_once(self) -> None:
+        raise NotImplementedError
+
+    def thread_name(self) -> str:
+        return self.name
+
+    # the loop ------------------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        if self.wait_first and self.stopping.wait(self.interval_s):
+            return
+        while not self.stopping.is_set():
+            try:
+                self.supervise_once()
+            except Exception:
+                log.exception("%s supervisor", self.name)
+            self.stopping.wait(self.interval_s)
