@@ -3,9 +3,11 @@ moto versions it was built and tested for.
 
 moto is the API and the state of the local cloud; the executors read its backends in-process and hook a
 few of its functions. Everything they touch is listed here, so a moto upgrade is checked in one place:
-- `check()` runs at server start: the installed moto must be in `SUPPORTED`, every exported name must
-  import, and every patch target must exist with the parameters the patch was written for. Anything else
-  refuses to start with a message naming what moved.
+- `check()` runs at server start: the installed moto must be in `SUPPORTED` and every target of
+  `patches.py` must exist with the parameters its fix was written for; an executor's target is checked
+  the same way when the executor replaces it (at its start), and an exported name when it is first
+  used. Anything else refuses to start with a message naming what moved. `problems(everything=True)`
+  checks all of it at once (the test suite does), at the cost of importing every moto service used.
 - `replace(target, make)` is the only way to patch moto: `make(original)` returns the replacement, and the
   returned function undoes it. Targets are named in `TARGETS` with their expected parameters.
 - Names are imported lazily (`from localcloud.motoapi import kinesis_backends`), so importing the facade
@@ -39,9 +41,12 @@ EXPORTS: dict[str, str] = {
     # backends: moto's in-process state, per account and region
     "get_backend": "moto.backends:get_backend",
     "apigateway_backends": "moto.apigateway.models:apigateway_backends",
+    "athena_backends": "moto.athena.models:athena_backends",
+    "cloudwatch_backends": "moto.cloudwatch.models:cloudwatch_backends",
     "dynamodb_backends": "moto.dynamodb.models:dynamodb_backends",
     "events_backends": "moto.events.models:events_backends",
     "firehose_backends": "moto.firehose.models:firehose_backends",
+    "glue_backends": "moto.glue.models:glue_backends",
     "iam_backends": "moto.iam.models:iam_backends",
     "kinesis_backends": "moto.kinesis.models:kinesis_backends",
     "lambda_backends": "moto.awslambda.models:lambda_backends",
@@ -66,6 +71,14 @@ EXPORTS: dict[str, str] = {
     "DomainDispatcherApplication": "moto.moto_server.werkzeug_app:DomainDispatcherApplication",
     "create_backend_app": "moto.moto_server.werkzeug_app:create_backend_app",
     "MotoRequestHandler": "moto.moto_server.werkzeug_app:MotoRequestHandler",
+    # cloudwatch: the operations moto lacks are answered by a subclass of its response class
+    "CloudWatchResponse": "moto.cloudwatch.responses:CloudWatchResponse",
+    "CloudWatchMetricDatum": "moto.cloudwatch.models:MetricDatum",
+    "CloudWatchInvalidParameterValue": "moto.cloudwatch.exceptions:InvalidParameterValue",
+    "CloudWatchResourceNotFound": "moto.cloudwatch.exceptions:ResourceNotFound",
+    "CloudWatchValidationError": "moto.cloudwatch.exceptions:ValidationError",
+    "ActionResult": "moto.core.responses:ActionResult",
+    "MotoRequest": "moto.core.request:Request",
 }
 
 
@@ -98,6 +111,9 @@ def _t(path: str, *parameters: str) -> Target:
 # Every function of moto the local cloud replaces while it runs (the executors' hooks); `patches.py` lists
 # its own (fixes applied once) in the same form.
 TARGETS: dict[str, Target] = {
+    # persistence: moto's random draws are recorded with each journaled request and drawn again on replay
+    "random.getrandbits": _t("moto.moto_api._internal.moto_random:MotoRandom.getrandbits", "self", "k"),
+    "random.random": _t("moto.moto_api._internal.moto_random:MotoRandom.random", "self"),
     # notifications: S3 events and SNS deliveries run functions through the Lambda runtime
     "s3.get_s3_event": _t("moto.s3.notifications:_get_s3_event", "event_name", "bucket", "key", "notification_id"),
     "s3.invoke_awslambda": _t("moto.s3.notifications:_invoke_awslambda", "account_id", "event_body", "fn_arn",
@@ -140,6 +156,17 @@ TARGETS: dict[str, Target] = {
                                           "http_endpoint_destination_configuration",
                                           "snowflake_destination_configuration",
                                           "iceberg_destination_configuration", "tags"),
+    # glue: a started crawler really crawls; GetCrawler shows how its last crawl ended
+    "glue.start_crawler": _t("moto.glue.models:GlueBackend.start_crawler", "self", "name"),
+    "glue.crawler.as_dict": _t("moto.glue.models:FakeCrawler.as_dict", "self"),
+    # cloudwatch: alarms start INSUFFICIENT_DATA and keep their state when updated; state changes act;
+    # EMF lines written to CloudWatch Logs become metrics
+    "cloudwatch.put_metric_alarm": _t("moto.cloudwatch.models:CloudWatchBackend.put_metric_alarm", "self", "name",
+                                      "namespace", "metric_name", "comparison_operator", "evaluation_periods"),
+    "cloudwatch.set_alarm_state": _t("moto.cloudwatch.models:CloudWatchBackend.set_alarm_state", "self",
+                                     "alarm_name", "reason", "reason_data", "state_value"),
+    "logs.put_log_events": _t("moto.logs.models:LogsBackend.put_log_events", "self", "log_group_name",
+                              "log_stream_name", "log_events"),
 }
 
 
@@ -175,8 +202,9 @@ def parameters_of(function: Any) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
-def problems() -> list[str]:
-    """Everything about the installed moto that this package was not built for (empty: all is well)."""
+def problems(everything: bool = False) -> list[str]:
+    """What about the installed moto this package was not built for (empty: all is well). By default the
+    version and `patches.py`'s targets (what start needs); `everything` adds every export and target."""
     found: list[str] = []
     version = installed_version()
     low, high = SUPPORTED
@@ -184,14 +212,14 @@ def problems() -> list[str]:
         found.append(f"moto {version} is installed; the local cloud is built for moto {low}"
                      + (f" to {high}" if high != low else "") + " (pip install -r requirements.txt)")
         return found
-    for name in EXPORTS:
+    for name in EXPORTS if everything else ():
         try:
             _load(name)
         except (ImportError, AttributeError) as error:
             found.append(f"moto no longer has {EXPORTS[name]} ({error})")
     from localcloud.motoapi import patches
 
-    for key, target in {**TARGETS, **patches.TARGETS}.items():
+    for key, target in ({**TARGETS, **patches.TARGETS} if everything else patches.TARGETS).items():
         try:
             _, current = target.resolve()
         except (ImportError, AttributeError):
@@ -251,6 +279,9 @@ def _load(name: str) -> Any:
 def __getattr__(name: str) -> Any:
     if name not in EXPORTS:
         raise AttributeError(f"localcloud.motoapi exports no {name!r}: add it to EXPORTS")
-    value = _load(name)
+    try:
+        value = _load(name)
+    except (ImportError, AttributeError) as error:
+        raise MotoVersionError(f"moto {installed_version()} has no {EXPORTS[name]} ({error})") from error
     globals()[name] = value
     return value

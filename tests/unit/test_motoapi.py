@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_installed_moto_is_the_one_the_facade_was_built_for():
-    assert motoapi.problems() == []
+    assert motoapi.problems(everything=True) == []
     motoapi.check()
 
 
@@ -42,7 +42,13 @@ def test_a_target_that_changed_shape_is_refused_before_anything_is_replaced():
 
 def test_a_moved_target_is_reported(monkeypatch):
     monkeypatch.setitem(motoapi.TARGETS, "gone", motoapi.Target("moto.kinesis.models", "Shard", "no_such", ()))
-    assert any("patch gone: moto no longer has" in problem for problem in motoapi.problems())
+    assert any("patch gone: moto no longer has" in problem for problem in motoapi.problems(everything=True))
+
+
+def test_a_moved_export_fails_loudly_where_it_is_used(monkeypatch):
+    monkeypatch.setitem(motoapi.EXPORTS, "gone_backends", "moto.kinesis.models:no_such_backends")
+    with pytest.raises(motoapi.MotoVersionError, match="has no moto.kinesis.models:no_such_backends"):
+        motoapi.gone_backends  # noqa: B018
 
 
 def test_replace_returns_an_undo_that_restores_the_original():
