@@ -33,6 +33,8 @@ EXECUTOR_MODULES: tuple[str, ...] = (
     "localcloud.apigateway.server",
     "localcloud.warehouse.executor",
     "localcloud.firehose.executor",
+    "localcloud.glue.executor",
+    "localcloud.athena.executor",
 )
 # Short names for RETAIL_LOCALCLOUD_EXECUTORS (one executor in isolation, for debugging).
 EXECUTOR_NAMES: dict[str, str] = {module.split(".")[1]: module for module in EXECUTOR_MODULES}

@@ -1,0 +1,200 @@
+"""Glue crawlers that crawl: moto stores crawlers and the Data Catalog, and its StartCrawler only records a
+crawl that never ends. Here StartCrawler (moto's, which validates and records the crawl) is followed by a
+real crawl in a thread (`crawler.Crawl`): State RUNNING -> STOPPING -> READY, `LastCrawl.Status`
+SUCCEEDED, CANCELLED (StopCrawler) or FAILED with its ErrorMessage, as GetCrawler shows them on AWS.
+GetCrawlerMetrics (absent from moto) is answered from the runs recorded on the crawler.
+
+What a crawl leaves (tables, partitions, the crawler's run history) lives in moto's state, so it is saved
+with it; a crawl cut short by a stop of the local cloud is FAILED at the next start."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from werkzeug.wrappers import Request
+
+from localcloud.executors import CloudContext, WSGIApp
+from localcloud.glue.crawler import Crawl, CrawlError, Stopped
+from localcloud.glue.lake import ApiError, Lake, answer
+
+log = logging.getLogger("localcloud.glue")
+
+TARGET = "AWSGlue.GetCrawlerMetrics"
+ENDED = {"COMPLETED": "SUCCEEDED", "STOPPED": "CANCELLED", "FAILED": "FAILED"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)  # moto keeps naive UTC times
+
+
+def _runs(crawler: Any) -> list[dict[str, Any]]:
+    runs = getattr(crawler, "localcloud_runs", None)
+    if runs is None:
+        runs = crawler.localcloud_runs = []
+    return runs
+
+
+def _freeze(crawl: Any, status: str) -> None:
+    """Set a crawl's status and keep moto's state machine from moving it on its own."""
+    crawl._transitions = []
+    crawl.status = status
+
+
+class GlueCrawlers:
+    name = "glue"
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- executor contract
+
+    def start(self, cloud: CloudContext) -> None:
+        from localcloud import motoapi
+
+        self._closing.clear()
+        self._fail_interrupted()
+        self._undo = [motoapi.replace("glue.start_crawler", self._start_crawler),
+                      motoapi.replace("glue.crawler.as_dict", self._as_dict)]
+
+    def stop(self) -> None:
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
+
+    def route(self, request: Request) -> WSGIApp | None:
+        if request.environ.get("HTTP_X_AMZ_TARGET") != TARGET:
+            return None
+        return answer(self._metrics, request.environ, log)  # type: ignore[return-value]
+
+    # -- hooks
+
+    def _start_crawler(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        executor = self
+
+        def start_crawler(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            result = original(backend, name, *args, **kwargs)  # validates, records the crawl (RUNNING)
+            crawler = backend.get_crawler(name)
+            crawl = crawler.crawls[-1]
+            _freeze(crawl, "RUNNING")
+            thread = threading.Thread(target=executor._crawl, args=(backend, crawler, crawl),
+                                      name=f"glue-crawl-{name}", daemon=True)
+            executor._threads = [t for t in executor._threads if t.is_alive()] + [thread]
+            thread.start()
+            return result
+
+        return start_crawler
+
+    @staticmethod
+    def _as_dict(original: Callable[..., Any]) -> Callable[..., Any]:
+        def as_dict(crawler: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            data = original(crawler, *args, **kwargs)
+            data.pop("LastCrawl", None)
+            finished = [c for c in crawler.crawls if c._status in ENDED]
+            if finished:
+                last = finished[-1]
+                data["LastCrawl"] = {"Status": ENDED[last._status], "LogGroup": last.log_group,
+                                     "LogStream": last.log_stream, "MessagePrefix": last.message_prefix,
+                                     "StartTime": last.start_time}
+                if getattr(last, "localcloud_error", None):
+                    data["LastCrawl"]["ErrorMessage"] = last.localcloud_error
+            running = crawler.crawls[-1] if crawler.crawls and crawler.crawls[-1]._status not in ENDED else None
+            data["CrawlElapsedTime"] = int((_now() - running.start_time).total_seconds() * 1000) if running else 0
+            return data
+
+        return as_dict
+
+    # -- the crawl
+
+    def _crawl(self, backend: Any, crawler: Any, crawl: Any) -> None:
+        started = time.monotonic()
+        run: dict[str, Any] = {"start": time.time()}
+        crawl.localcloud_error = None
+
+        def stopping() -> bool:
+            return crawl._status == "STOPPING" or self._closing.is_set()
+
+        try:
+            outcome = Crawl(backend, crawler, Lake(backend.account_id), stopping).run()
+            final, error = "COMPLETED", None
+            run.update(created=outcome.tables_created, updated=outcome.tables_updated,
+                       deleted=outcome.tables_deleted)
+            for message in outcome.messages:
+                log.info("crawler %s: %s", crawler.name, message)
+        except Stopped:
+            final, error = ("FAILED", "the local cloud stopped during the crawl") if self._closing.is_set() \
+                else ("STOPPED", None)
+        except CrawlError as failure:
+            final, error = "FAILED", str(failure)
+        except Exception as failure:  # a bug fails the crawl visibly, it does not leave it RUNNING
+            log.exception("crawler %s failed", crawler.name)
+            final, error = "FAILED", f"Internal error: {type(failure).__name__}: {failure}"
+        _freeze(crawl, "STOPPING")  # AWS shows STOPPING while a crawl winds down
+        run.update(seconds=round(time.monotonic() - started, 3), status=ENDED[final], error=error)
+        _runs(crawler).append(run)
+        crawl.localcloud_error = error
+        crawl.end_time = _now()
+        _freeze(crawl, final)
+        log.info("crawler %s: %s in %.2f s%s", crawler.name, ENDED[final], run["seconds"],
+                 f" ({error})" if error else "")
+
+    def _fail_interrupted(self) -> None:
+        """Crawls recorded RUNNING in a restored state were cut short by a stop: FAILED."""
+        from localcloud.motoapi import glue_backends
+
+        for regions in list(glue_backends.values()):
+            for backend in list(regions.values()):
+                for crawler in list(backend.crawlers.values()):
+                    last = crawler.crawls[-1] if crawler.crawls else None
+                    if last is not None and last._status not in ENDED:
+                        last.localcloud_error = "the local cloud stopped during the crawl"
+                        last.end_time = _now()
+                        _freeze(last, "FAILED")
+
+    # -- GetCrawlerMetrics
+
+    def _metrics(self, params: dict[str, Any], account_id: str, region: str) -> dict[str, Any]:
+        from localcloud.motoapi import glue_backends
+
+        backend = glue_backends[account_id][region]
+        names = params.get("CrawlerNameList") or list(backend.crawlers)
+        start = int(params.get("NextToken") or 0)
+        limit = int(params.get("MaxResults") or 1000)
+        found = []
+        for name in names[start:start + limit]:
+            crawler = backend.crawlers.get(name)
+            if crawler is None:
+                continue  # AWS leaves unknown names out of the list
+            runs = _runs(crawler)
+            done = [r for r in runs if r.get("status") == "SUCCEEDED"]
+            running = bool(crawler.crawls) and crawler.crawls[-1]._status not in ENDED
+            metrics: dict[str, Any] = {
+                "CrawlerName": name,
+                "TimeLeftSeconds": 0.0,
+                "StillEstimating": running,
+                "LastRuntimeSeconds": float(runs[-1]["seconds"]) if runs else 0.0,
+                "MedianRuntimeSeconds": float(statistics.median(r["seconds"] for r in runs)) if runs else 0.0,
+                "TablesCreated": int(done[-1].get("created", 0)) if done else 0,
+                "TablesUpdated": int(done[-1].get("updated", 0)) if done else 0,
+                "TablesDeleted": int(done[-1].get("deleted", 0)) if done else 0,
+            }
+            found.append(metrics)
+        out: dict[str, Any] = {"CrawlerMetricsList": found}
+        if start + limit < len(names):
+            out["NextToken"] = str(start + limit)
+        if not isinstance(names, list):
+            raise ApiError("InvalidInputException", "CrawlerNameList must be a list")
+        return out
+
+
+def make_executor() -> GlueCrawlers:
+    return GlueCrawlers()
