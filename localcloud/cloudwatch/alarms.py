@@ -1,0 +1,286 @@
+"""Alarms over moto's CloudWatch state: evaluate, change state, record history, notify SNS.
+
+Everything here reads and writes moto's objects in place (alarms, metric data, topics), so what an
+alarm did survives a restart with the rest of the state. History items live on the backend, in the
+shape DescribeAlarmHistory answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+from localcloud.cloudwatch import evaluation as ev
+
+log = logging.getLogger("localcloud.cloudwatch")
+
+HISTORY_ATTRIBUTE = "localcloud_alarm_history"  # on moto's CloudWatchBackend: list of history item dicts
+HISTORY_LIMIT = 10_000  # per account and region, oldest dropped first
+
+
+def now_utc() -> datetime:
+    """moto's clock: naive UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=64)
+def region_description(region: str) -> str:
+    """"US East (N. Virginia)" for us-east-1: how alarm notifications name a region."""
+    import botocore.session
+
+    for partition in botocore.session.get_session().get_data("endpoints")["partitions"]:
+        if region in partition["regions"]:
+            return str(partition["regions"][region].get("description", region))
+    return region
+
+
+def is_composite(alarm: Any) -> bool:
+    return getattr(alarm, "rule", None) is not None
+
+
+def history(backend: Any) -> list[dict[str, Any]]:
+    items = getattr(backend, HISTORY_ATTRIBUTE, None)
+    if items is None:
+        items = []
+        setattr(backend, HISTORY_ATTRIBUTE, items)
+    return items
+
+
+def record(backend: Any, alarm: Any, kind: str, summary: str, data: dict[str, Any], when: datetime) -> None:
+    items = history(backend)
+    items.append({"AlarmName": alarm.name, "AlarmType": "CompositeAlarm" if is_composite(alarm) else "MetricAlarm",
+                  "Timestamp": when, "HistoryItemType": kind, "HistorySummary": summary,
+                  "HistoryData": json.dumps(data, separators=(",", ":"), default=str)})
+    del items[:-HISTORY_LIMIT]
+
+
+def backends() -> Iterator[tuple[str, str, Any]]:
+    from localcloud.motoapi import cloudwatch_backends
+
+    for account, regions in list(cloudwatch_backends.items()):
+        for region, backend in list(regions.items()):
+            yield account, region, backend
+
+
+# --------------------------------------------------------------------------------------------------
+# Metric alarms
+
+
+def metric_of(alarm: Any) -> tuple[str, str, list[Any], int, str | None]:
+    """(namespace, metric name, dimensions, period, unit) an alarm watches; a Metrics array holding one
+    MetricStat is the same thing written differently."""
+    queries = [q for q in alarm.metric_data_queries or [] if q.metric_stat is not None]
+    if queries:
+        stat = queries[0].metric_stat
+        return (stat.metric.namespace, stat.metric.metric_name, stat.metric.dimensions, int(stat.period),
+                stat.unit)
+    return alarm.namespace, alarm.metric_name, alarm.dimensions, int(alarm.period), alarm.unit
+
+
+def statistic_of(alarm: Any) -> str:
+    queries = [q for q in alarm.metric_data_queries or [] if q.metric_stat is not None]
+    if queries:
+        return str(queries[0].metric_stat.stat)
+    return ev.check_statistic(alarm.statistic, alarm.extended_statistic)
+
+
+def _dimension_key(dimensions: list[Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(d.name), str(d.value)) for d in dimensions))
+
+
+def index_metrics(data: list[Any]) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]]:
+    """moto's datums by metric identity (namespace, name, the whole dimension set), as CloudWatch keys them."""
+    found: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}
+    for datum in data:
+        found.setdefault((datum.namespace, datum.name, _dimension_key(datum.dimensions)), []).append(datum)
+    return found
+
+
+def datum_value(datum: Any) -> Any:
+    if hasattr(datum, "value"):
+        return float(datum.value)
+    return (float(datum.sum), float(datum.min), float(datum.max), float(datum.sample_count))
+
+
+def evaluate_metric_alarm(alarm: Any, metrics: dict[Any, list[Any]], now: datetime) -> ev.Verdict:
+    namespace, name, dimensions, period, unit = metric_of(alarm)
+    statistic = statistic_of(alarm)
+    datums = metrics.get((namespace, name, _dimension_key(dimensions)), [])
+    if unit:
+        datums = [d for d in datums if d.unit == unit]
+    count = int(alarm.evaluation_periods) + ev.EXTRA_RANGE_PERIODS
+    end = ev.utc(now).replace(microsecond=0) + timedelta(seconds=1)  # the current second included
+    found = ev.buckets(((d.timestamp, datum_value(d)) for d in datums), end, period, count)
+    starts = [end - timedelta(seconds=period * (count - i)) for i in range(count)]
+    values = [b.statistic(statistic) if b else None for b in found]
+    counts = [b.sample_count() if b else 0.0 for b in found]
+    if statistic.startswith("p") and alarm.evaluate_low_sample_count_percentile == "ignore":
+        needed = math.ceil(1 / max(1e-9, 1 - float(statistic[1:]) / 100))
+        if any(v is not None and c < needed for v, c in zip(values, counts)):
+            return ev.Verdict(None, "", {})  # too few samples for this percentile: AWS keeps the state
+    return ev.evaluate(values, starts, comparison=alarm.comparison_operator, threshold=float(alarm.threshold),
+                       evaluation_periods=int(alarm.evaluation_periods),
+                       datapoints_to_alarm=alarm.datapoints_to_alarm, treat_missing=alarm.treat_missing_data,
+                       current=alarm.state_value, statistic=statistic, period=period, now=ev.utc(now),
+                       sample_counts=counts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Composite alarms
+
+
+def child_state(backend: Any, reference: str) -> str | None:
+    name = reference.split(":alarm:", 1)[1] if ":alarm:" in reference else reference
+    child = backend.alarms.get(name)
+    return child.state_value if child is not None else None
+
+
+def evaluate_composite(backend: Any, alarm: Any) -> ev.Verdict:
+    tree = ev.parse_rule(alarm.rule)
+    holds = ev.rule_holds(tree, lambda ref: child_state(backend, ref))
+    state = ev.ALARM if holds else ev.OK
+    children = []
+    for reference in ev.rule_children(tree):
+        name = reference.split(":alarm:", 1)[1] if ":alarm:" in reference else reference
+        child = backend.alarms.get(name)
+        if child is not None:
+            children.append(child)
+    moved = sorted(children, key=lambda c: getattr(c, "state_transitioned_timestamp", c.state_updated_timestamp),
+                   reverse=True)
+    data = {"triggeringAlarms": [{"arn": c.alarm_arn, "state": {
+        "value": c.state_value, "timestamp": ev.iso(getattr(c, "state_transitioned_timestamp", c.state_updated_timestamp))}}
+        for c in moved if (c.state_value == ev.ALARM) == holds][:1]}
+    if moved and data["triggeringAlarms"]:
+        first = data["triggeringAlarms"][0]
+        when = ev.utc(getattr(moved[0], "state_transitioned_timestamp", moved[0].state_updated_timestamp))
+        reason = f"{first['arn']} transitioned to {first['state']['value']} at {when:%A %d %B, %Y %H:%M:%S} UTC"
+    else:
+        reason = f"Composite alarm rule evaluated to {'TRUE' if holds else 'FALSE'}"
+    return ev.Verdict(state, reason, data)
+
+
+# --------------------------------------------------------------------------------------------------
+# State changes, actions, notifications
+
+
+def change_state(backend: Any, alarm: Any, state: str, reason: str, reason_data: str, when: datetime,
+                 old_state: str | None = None, old_reason: str | None = None) -> list[dict[str, Any]]:
+    """Move an alarm to `state` (AWS: StateValue, StateReason, StateReasonData and both timestamps), record
+    the StateUpdate, run the new state's actions when ActionsEnabled; returns what the actions did."""
+    old_state = old_state or alarm.state_value
+    old_reason = alarm.state_reason if old_reason is None else old_reason
+    alarm.state_value, alarm.state_reason, alarm.state_reason_data = state, reason, reason_data
+    alarm.state_updated_timestamp = alarm.state_transitioned_timestamp = when
+    new_state: dict[str, Any] = {"stateValue": state, "stateReason": reason}
+    try:
+        parsed = json.loads(reason_data) if reason_data else None
+    except ValueError:
+        parsed = None
+    if parsed:
+        new_state["stateReasonData"] = parsed
+    record(backend, alarm, "StateUpdate", f"Alarm updated from {old_state} to {state}",
+           {"version": "1.0", "oldState": {"stateValue": old_state, "stateReason": old_reason},
+            "newState": new_state}, when)
+    if not alarm.actions_enabled:
+        return []
+    actions = {ev.ALARM: alarm.alarm_actions, ev.OK: alarm.ok_actions,
+               ev.INSUFFICIENT_DATA: alarm.insufficient_data_actions}[state] or []
+    return [run_action(backend, alarm, arn, old_state, when) for arn in actions]
+
+
+def run_action(backend: Any, alarm: Any, arn: str, old_state: str, when: datetime) -> dict[str, Any]:
+    from localcloud.motoapi import sns_backends
+
+    body = notification(backend, alarm, old_state, when)
+    subject = f'{alarm.state_value}: "{alarm.name}" in {region_description(backend.region_name)}'[:100]
+    parts = arn.split(":")
+    try:
+        if len(parts) < 6 or parts[2] != "sns":
+            raise ValueError(f"the local cloud runs SNS topic actions only, not {arn}")
+        message_id = sns_backends[parts[4]][parts[3]].publish(message=json.dumps(body), arn=arn, subject=subject)
+    except Exception as error:  # AWS records a failed action in the alarm's history; the alarm moves on
+        log.warning("alarm %s: action %s failed: %s", alarm.name, arn, error)
+        record(backend, alarm, "Action", f"Failed to execute action {arn}",
+               {"actionState": "Failed", "stateUpdateTimestamp": int(ev.utc(when).timestamp() * 1000),
+                "notificationResource": arn, "error": f"{type(error).__name__}: {error}"}, now_utc())
+        return {"Action": arn, "Status": "failed", "Error": str(error)}
+    record(backend, alarm, "Action", f"Successfully executed action {arn}",
+           {"actionState": "Succeeded", "stateUpdateTimestamp": int(ev.utc(when).timestamp() * 1000),
+            "notificationResource": arn, "publishedMessage": {"messageId": message_id}}, now_utc())
+    return {"Action": arn, "Status": "delivered", "MessageId": message_id}
+
+
+def notification(backend: Any, alarm: Any, old_state: str, when: datetime) -> dict[str, Any]:
+    """The JSON message CloudWatch publishes to an SNS topic on a state change."""
+    body: dict[str, Any] = {
+        "AlarmName": alarm.name, "AlarmDescription": alarm.description, "AWSAccountId": backend.account_id,
+        "AlarmConfigurationUpdatedTimestamp": ev.iso(alarm.configuration_updated_timestamp),
+        "NewStateValue": alarm.state_value, "NewStateReason": alarm.state_reason, "StateChangeTime": ev.iso(when),
+        "Region": region_description(backend.region_name), "AlarmArn": alarm.alarm_arn, "OldStateValue": old_state,
+        "OKActions": list(alarm.ok_actions or []), "AlarmActions": list(alarm.alarm_actions or []),
+        "InsufficientDataActions": list(alarm.insufficient_data_actions or []),
+    }
+    if is_composite(alarm):
+        data = json.loads(alarm.state_reason_data or "{}")
+        body["AlarmRule"] = alarm.rule
+        body["TriggeringChildren"] = [{"Arn": t["arn"], "State": {"Value": t["state"]["value"],
+                                                                  "Timestamp": t["state"]["timestamp"]}}
+                                      for t in data.get("triggeringAlarms", [])]
+        return body
+    namespace, name, dimensions, period, unit = metric_of(alarm)
+    trigger: dict[str, Any] = {"MetricName": name, "Namespace": namespace}
+    if alarm.extended_statistic:
+        trigger |= {"StatisticType": "ExtendedStatistic", "ExtendedStatistic": alarm.extended_statistic}
+    else:
+        trigger |= {"StatisticType": "Statistic", "Statistic": statistic_of(alarm).upper()}
+    trigger |= {"Unit": unit, "Dimensions": [{"value": d.value, "name": d.name} for d in dimensions],
+                "Period": period, "EvaluationPeriods": int(alarm.evaluation_periods)}
+    if alarm.datapoints_to_alarm:
+        trigger["DatapointsToAlarm"] = int(alarm.datapoints_to_alarm)
+    trigger |= {"ComparisonOperator": alarm.comparison_operator, "Threshold": float(alarm.threshold),
+                "TreatMissingData": alarm.treat_missing_data or "missing",
+                "EvaluateLowSampleCountPercentile": alarm.evaluate_low_sample_count_percentile or ""}
+    body["Trigger"] = trigger
+    return body
+
+
+def evaluate_backend(backend: Any, now: datetime) -> list[dict[str, Any]]:
+    """One round over an account and region: metric alarms first, then composite alarms (until none
+    moves, so a composite of composites settles in the same round). Returns the transitions."""
+    moved: list[dict[str, Any]] = []
+    alarms = list(backend.alarms.values())
+    metrics = index_metrics(backend.get_all_metrics()) if any(not is_composite(a) for a in alarms) else {}
+    for alarm in alarms:
+        if not is_composite(alarm):
+            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_metric_alarm(a, metrics, now)), now, moved)
+    composites = [a for a in alarms if is_composite(a)]
+    for _ in range(len(composites) + 1):
+        before = len(moved)
+        for alarm in composites:
+            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_composite(backend, a)), now, moved)
+        if len(moved) == before:
+            break
+    return moved
+
+
+def _safely(alarm: Any, run: Any) -> ev.Verdict | None:
+    try:
+        return run()
+    except Exception:  # one broken alarm must not stop the others
+        log.exception("alarm %s: evaluation failed", alarm.name)
+        return None
+
+
+def _apply(backend: Any, alarm: Any, verdict: ev.Verdict | None, now: datetime, moved: list[dict[str, Any]]) -> None:
+    if verdict is None or verdict.state is None or verdict.state == alarm.state_value:
+        return
+    if backend.alarms.get(alarm.name) is not alarm:
+        return  # deleted or replaced while we were evaluating
+    old = alarm.state_value
+    actions = change_state(backend, alarm, verdict.state, verdict.reason, ev.reason_data_json(verdict.reason_data), now)
+    moved.append({"AlarmName": alarm.name, "AlarmArn": alarm.alarm_arn, "OldStateValue": old,
+                  "NewStateValue": verdict.state, "StateReason": verdict.reason, "Actions": actions})
