@@ -33,6 +33,7 @@ EXECUTOR_MODULES: tuple[str, ...] = (
     "localcloud.apigateway.server",
     "localcloud.warehouse.executor",
     "localcloud.firehose.executor",
+    "localcloud.cloudwatch.executor",
     "localcloud.glue.executor",
     "localcloud.athena.executor",
 )
