@@ -15,8 +15,8 @@ executor claims every `RedshiftData.*` request (AWS JSON 1.1, `X-Amz-Target`), s
   `<state_dir>/warehouse/`, so tables survive a restart; one connection and lock per file serialize work;
 - GetStatementResult pages at 100 MB like AWS (RETAIL_WAREHOUSE_PAGE_BYTES lowers it, for tests).
 
-SQL translation, COPY and UNLOAD live in `warehouse_sql.py`. Other executors (Firehose's Redshift
-destination) call `execute_sql(...)` directly, and find the target from a JDBC URL with
+SQL translation, COPY and UNLOAD live in `sql.py` and the modules it names. Other executors (Firehose's
+Redshift destination) call `execute_sql(...)` directly, and find the target from a JDBC URL with
 `parse_jdbc_url` / `jdbc_target`.
 """
 
@@ -35,12 +35,13 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from werkzeug.wrappers import Request
 
 from localcloud.warehouse import sql as wsql
+from localcloud.executor_base import json_response
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud.warehouse")
@@ -754,16 +755,7 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 
 def _respond(status: int, body: Mapping[str, Any]) -> WSGIApp:
-    payload = json.dumps(body).encode()
-    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response(f"{status} {reasons.get(status, '')}".strip(), [
-            ("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload))),
-            ("x-amzn-RequestId", str(uuid.uuid4()))])
-        return [payload]
-
-    return app
+    return json_response(status, body, "application/x-amz-json-1.1", request_id=True)
 
 
 def make_executor() -> Warehouse:
