@@ -1,7 +1,8 @@
 """CloudWatch operations moto does not answer, in moto's own request parsing and response serialization
 (whatever protocol the client speaks: boto3's CBOR, JSON or query): PutCompositeAlarm,
 DescribeAlarmHistory, GetMetricWidgetImage, and DescribeAlarms with AWS's AlarmTypes default (metric
-alarms only unless CompositeAlarm is asked for).
+alarms only unless CompositeAlarm is asked for), and ListMetrics listing each metric once (moto lists a
+metric with two or more dimensions once per datapoint).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from localcloud.executors import WSGIApp
 
 TARGET_PREFIX = "GraniteServiceVersion20100801"
 _CBOR_PATH = re.compile(rf"^/service/{TARGET_PREFIX}/operation/(\w+)$")
-OPERATIONS = frozenset({"PutCompositeAlarm", "DescribeAlarmHistory", "GetMetricWidgetImage", "DescribeAlarms"})
+OPERATIONS = frozenset({"PutCompositeAlarm", "DescribeAlarmHistory", "GetMetricWidgetImage", "DescribeAlarms",
+                        "ListMetrics"})
 MAX_HISTORY_RECORDS = 100
 
 
@@ -113,6 +115,29 @@ def _describe_alarms(self: Any) -> Any:
     return motoapi.ActionResult(body)
 
 
+def _list_metrics(self: Any) -> Any:
+    namespace, name = self._get_param("Namespace"), self._get_param("MetricName")
+    wanted = self._get_param("Dimensions") or []
+    recent = self._get_param("RecentlyActive")
+    since = al.now_utc() - timedelta(hours=3) if recent == "PT3H" else None
+    metrics = []
+    for (ns, metric, dims), datums in al.index_metrics(self.cloudwatch_backend.get_all_metrics()).items():
+        if (namespace and ns != namespace) or (name and metric != name):
+            continue
+        have = dict(dims)
+        if any(d["Name"] not in have or (d.get("Value") is not None and have[d["Name"]] != d["Value"]) for d in wanted):
+            continue
+        if since and not any(ev.utc(d.timestamp) >= ev.utc(since) for d in datums):
+            continue
+        metrics.append({"Namespace": ns, "MetricName": metric,
+                        "Dimensions": [{"Name": d.name, "Value": d.value} for d in datums[0].dimensions]})
+    offset = int(self._get_param("NextToken") or 0)
+    body: dict[str, Any] = {"Metrics": metrics[offset:offset + 500]}
+    if offset + 500 < len(metrics):
+        body["NextToken"] = str(offset + 500)
+    return motoapi.ActionResult(body)
+
+
 def _describe_alarm_history(self: Any) -> Any:
     name, kind = self._get_param("AlarmName"), self._get_param("HistoryItemType")
     start, end = self._get_param("StartDate"), self._get_param("EndDate")
@@ -169,6 +194,7 @@ _METHODS: dict[str, Any] = {
     "dispatch_with": _dispatch_with,
     "put_composite_alarm": _put_composite_alarm,
     "describe_alarms": _describe_alarms,
+    "list_metrics": _list_metrics,
     "describe_alarm_history": _describe_alarm_history,
     "get_metric_widget_image": _get_metric_widget_image,
 }
