@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import pandas as pd
 import requests
 
-from helpers import dataset
+from helpers import bulk_files, dataset
 
 DEFAULT_BATCH_SIZE = 500
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -521,7 +521,10 @@ def _main(argv: Iterable[str] | None = None) -> int:
     command.add_argument("--retries", type=int, default=RetryPolicy.retries, help="retries per batch (default 5)")
     command.add_argument("--rejected-out", type=Path, help="write rejected rows with reasons to this CSV")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bulk_files.add_command(commands)  # the batch path: cut the file and upload it to incoming/
     args = parser.parse_args(None if argv is None else list(argv))
+    if args.command == "upload":
+        return bulk_files.run_command(args)
 
     try:
         summary = send(
