@@ -156,6 +156,14 @@ TARGETS: dict[str, Target] = {
                                           "http_endpoint_destination_configuration",
                                           "snowflake_destination_configuration",
                                           "iceberg_destination_configuration", "tags"),
+    # warehouse: a cluster's DuckDB files are deleted with it and copied by its snapshots
+    "redshift.delete_cluster": _t("moto.redshift.models:RedshiftBackend.delete_cluster", "self", "cluster_kwargs"),
+    "redshift.create_cluster_snapshot": _t("moto.redshift.models:RedshiftBackend.create_cluster_snapshot", "self",
+                                           "cluster_identifier", "snapshot_identifier"),
+    "redshift.delete_cluster_snapshot": _t("moto.redshift.models:RedshiftBackend.delete_cluster_snapshot", "self",
+                                           "snapshot_identifier"),
+    "redshift.restore_from_cluster_snapshot": _t("moto.redshift.models:RedshiftBackend.restore_from_cluster_snapshot",
+                                                 "self", "kwargs"),
     # glue: a started crawler really crawls; GetCrawler shows how its last crawl ended
     "glue.start_crawler": _t("moto.glue.models:GlueBackend.start_crawler", "self", "name"),
     "glue.crawler.as_dict": _t("moto.glue.models:FakeCrawler.as_dict", "self"),

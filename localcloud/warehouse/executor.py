@@ -13,6 +13,8 @@ executor claims every `RedshiftData.*` request (AWS JSON 1.1, `X-Amz-Target`), s
   (moto 5.2.5 has no redshift-serverless, so any workgroup name is accepted), plus a Database;
 - each (account, region, cluster or workgroup, database) is one DuckDB file under
   `<state_dir>/warehouse/`, so tables survive a restart; one connection and lock per file serialize work;
+- DeleteCluster deletes a cluster's files, its snapshots copy them and a restore brings them back
+  (`clusters.py`);
 - GetStatementResult pages at 100 MB like AWS (RETAIL_WAREHOUSE_PAGE_BYTES lowers it, for tests).
 
 SQL translation, COPY and UNLOAD live in `sql.py` and the modules it names. Other executors (Firehose's
@@ -41,6 +43,7 @@ from urllib.parse import urlparse
 from werkzeug.wrappers import Request
 
 from localcloud.warehouse import sql as wsql
+from localcloud.warehouse.clusters import ClusterFiles
 from localcloud.executor_base import json_response
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 
@@ -338,6 +341,7 @@ class Warehouse:
         self.guard = threading.Lock()
         self.running: dict[Target, StatementRecord] = {}
         self.page_bytes = PAGE_BYTES
+        self.cluster_files = ClusterFiles(self)
 
     # -- lifecycle
 
@@ -348,8 +352,10 @@ class Warehouse:
         self.root = cloud.state_dir / "warehouse"
         self.page_bytes = int(os.environ.get("RETAIL_WAREHOUSE_PAGE_BYTES", PAGE_BYTES))
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="warehouse")
+        self.cluster_files.install()
 
     def stop(self) -> None:
+        self.cluster_files.uninstall()
         for target in list(self.running):
             database = self.databases.get(target)
             if database is not None and database.connection is not None:
@@ -409,6 +415,22 @@ class Warehouse:
             if target not in self.databases:
                 self.databases[target] = Database(target.path(self.root))
             return self.databases[target]
+
+    def close_cluster(self, account_id: str, region: str, name: str, *, interrupt: bool) -> None:
+        """Close a cluster's connections, so its files are complete on disk (the next statement opens them
+        again). `interrupt`: the cluster is being deleted; its running statements are aborted and its
+        databases forgotten."""
+        key = (account_id, region, "cluster", name)
+        with self.guard:
+            closing = [(target, database) for target, database in self.databases.items()
+                       if (target.account_id, target.region, target.kind, target.name) == key]
+            if interrupt:
+                for target, _ in closing:
+                    del self.databases[target]
+        for target, database in closing:
+            if interrupt and self.running.get(target) is not None and database.connection is not None:
+                database.connection.interrupt()
+            database.close()
 
     # -- running statements
 

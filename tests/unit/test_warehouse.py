@@ -478,6 +478,61 @@ class TestCatalog:
         assert again["Status"] == "FAILED" and "ALLOWOVERWRITE" in again["Error"]
 
 
+def _cluster(cloud: Cloud, name: str) -> None:
+    cloud.client("redshift").create_cluster(ClusterIdentifier=name, NodeType="ra3.xlplus", MasterUsername="admin",
+                                            MasterUserPassword="Passw0rd!", DBName="dev")
+
+
+def test_a_deleted_cluster_takes_its_tables_with_it(cloud: Cloud, data: Any):
+    """AWS: DeleteCluster deletes the data; a cluster created again under the same name is empty."""
+    target = {"ClusterIdentifier": "doomed"}
+    _cluster(cloud, "doomed")
+    ok(data, "CREATE TABLE gone (a INT)", target=target)
+    ok(data, "INSERT INTO gone VALUES (1), (2)", target=target)
+    folder = cloud_state(cloud) / "cluster-doomed"
+    assert (folder / "dev.duckdb").exists()
+
+    cloud.client("redshift").delete_cluster(ClusterIdentifier="doomed", SkipFinalClusterSnapshot=True)
+    assert not folder.exists()
+    with pytest.raises(ClientError, match="endpoint doesn't exist"):
+        data.execute_statement(Sql="SELECT 1", Database="dev", **target)
+
+    _cluster(cloud, "doomed")
+    described = run(data, "SELECT count(*) FROM gone", target=target)
+    assert described["Status"] == "FAILED" and "gone" in described["Error"]
+    assert rows(data, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                target=target) == [[0]]
+    cloud.client("redshift").delete_cluster(ClusterIdentifier="doomed", SkipFinalClusterSnapshot=True)
+
+
+def test_a_final_snapshot_keeps_the_data_and_a_restore_brings_it_back(cloud: Cloud, data: Any):
+    """AWS: 'set SkipFinalClusterSnapshot to false and specify a name for FinalClusterSnapshotIdentifier.
+    You can later restore this snapshot to resume using the cluster.'"""
+    redshift = cloud.client("redshift")
+    _cluster(cloud, "paused")
+    ok(data, "CREATE TABLE kept_in_snapshot (a INT)", target={"ClusterIdentifier": "paused"})
+    ok(data, "INSERT INTO kept_in_snapshot VALUES (5), (6)", target={"ClusterIdentifier": "paused"})
+    redshift.delete_cluster(ClusterIdentifier="paused", SkipFinalClusterSnapshot=False,
+                            FinalClusterSnapshotIdentifier="paused-final")
+    assert not (cloud_state(cloud) / "cluster-paused").exists()
+
+    redshift.restore_from_cluster_snapshot(ClusterIdentifier="resumed", SnapshotIdentifier="paused-final")
+    assert rows(data, "SELECT sum(a) FROM kept_in_snapshot", target={"ClusterIdentifier": "resumed"}) == [[11]]
+
+    redshift.delete_cluster_snapshot(SnapshotIdentifier="paused-final")
+    assert not (cloud_state(cloud) / "snapshot-paused-final").exists()
+    redshift.delete_cluster(ClusterIdentifier="resumed", SkipFinalClusterSnapshot=True)
+    assert not any(path.name.startswith("snapshot-rs:resumed") for path in cloud_state(cloud).iterdir())
+
+
+def cloud_state(cloud: Cloud) -> Path:
+    """The warehouse folder of the test cloud's account and region."""
+    state = Path(cloud.env["RETAIL_LOCALCLOUD_HOME"])
+    found = list(state.glob("**/warehouse/123456789012/us-east-1"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_zz_data_survives_a_restart(cloud: Cloud, data: Any):
     """Last in the module: the local cloud stops and starts on the same state folder (moto forgets the
     cluster, as it forgets everything, so it is created again; the warehouse files remain)."""
