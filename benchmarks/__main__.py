@@ -116,6 +116,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "warehouse": _module("warehouse_copy"),
     "dashboard": _module("bi_dashboard"),
     "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 10-15 minutes
+    "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
 }
 
 
