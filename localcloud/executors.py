@@ -31,6 +31,8 @@ EXECUTOR_MODULES: tuple[str, ...] = (
     "localcloud.notifications.executor",
     "localcloud.scheduler.rules",
     "localcloud.apigateway.server",
+    "localcloud.apigatewayv2.server",
+    "localcloud.comprehend.executor",
     "localcloud.warehouse.executor",
     "localcloud.firehose.executor",
     "localcloud.cloudwatch.executor",

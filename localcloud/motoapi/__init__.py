@@ -41,6 +41,7 @@ EXPORTS: dict[str, str] = {
     # backends: moto's in-process state, per account and region
     "get_backend": "moto.backends:get_backend",
     "apigateway_backends": "moto.apigateway.models:apigateway_backends",
+    "apigatewayv2_backends": "moto.apigatewayv2.models:apigatewayv2_backends",
     "athena_backends": "moto.athena.models:athena_backends",
     "cloudwatch_backends": "moto.cloudwatch.models:cloudwatch_backends",
     "dynamodb_backends": "moto.dynamodb.models:dynamodb_backends",
@@ -61,6 +62,7 @@ EXPORTS: dict[str, str] = {
     "get_account_id_from": "moto.iam.models:get_account_id_from",
     # errors answered in AWS's words
     "JsonRESTError": "moto.core.exceptions:JsonRESTError",
+    "ServiceException": "moto.core.exceptions:ServiceException",
     "EventsValidationException": "moto.events.models:ValidationException",
     "FirehoseInvalidArgumentException": "moto.firehose.exceptions:InvalidArgumentException",
     "FirehoseResourceNotFoundException": "moto.firehose.exceptions:ResourceNotFoundException",
@@ -164,6 +166,13 @@ TARGETS: dict[str, Target] = {
                                            "snapshot_identifier"),
     "redshift.restore_from_cluster_snapshot": _t("moto.redshift.models:RedshiftBackend.restore_from_cluster_snapshot",
                                                  "self", "kwargs"),
+    # apigatewayv2: HTTP APIs answer at a local ApiEndpoint; stages show their deployment; quick create
+    "apigatewayv2.api.to_json": _t("moto.apigatewayv2.models:Api.to_json", "self"),
+    "apigatewayv2.stage.to_json": _t("moto.apigatewayv2.models:Stage.to_json", "self"),
+    "apigatewayv2.response.create_api": _t("moto.apigatewayv2.responses:ApiGatewayV2Response.create_api", "self"),
+    # comprehend: sentiment computed offline
+    "comprehend.detect_sentiment": _t("moto.comprehend.models:ComprehendBackend.detect_sentiment", "self", "text",
+                                      "language"),
     # glue: a started crawler really crawls; GetCrawler shows how its last crawl ended
     "glue.start_crawler": _t("moto.glue.models:GlueBackend.start_crawler", "self", "name"),
     "glue.crawler.as_dict": _t("moto.glue.models:FakeCrawler.as_dict", "self"),
