@@ -32,7 +32,7 @@ log = logging.getLogger("localcloud.persistence")
 SNAPSHOT_FILE = "moto-state.pickle"
 # The services the workbook uses (a service never called has no state to keep).
 SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs",
-            "events", "apigateway", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm", "athena")
+            "events", "apigateway", "apigatewayv2", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm", "athena")
 # Seconds between snapshots while requests change state; 0 snapshots only on a clean stop. A periodic
 # snapshot is pickled by a forked child (as Redis's BGSAVE): the child sees the state as it was at the
 # fork, consistent and unchanging, while the server goes on answering (pickling the full file's table
