@@ -2,7 +2,9 @@
 
 The process is started in its own session (process group), so `down` stops it together with every
 worker it started. A pidfile and a log file live in the state folder of its port; a file lock makes
-concurrent `up` calls (two notebooks, parallel tests) start it once.
+concurrent `up` calls (two notebooks, parallel tests) start it once. After a crash (even `kill -9`)
+`up` starts cleanly on the same port: the stale pidfile is replaced, any process left of the dead
+server's group is stopped, and the new server replays the journal before it answers.
 """
 
 from __future__ import annotations
@@ -173,6 +175,10 @@ def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = STAR
         stale = _read_pid(port)
         if stale is not None and _alive(stale):
             _terminate_group(stale)  # ours, but not answering: replace it
+        elif stale is not None:
+            for orphan in orphans(stale):  # the server crashed; what it started must not run on
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(orphan, signal.SIGKILL)
         directory = state_dir(port)
         directory.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -269,6 +275,20 @@ def _terminate_group(pid: int) -> None:
             if not _group_alive(pid):
                 return
             time.sleep(0.05)
+
+
+def orphans(server_pid: int) -> list[int]:
+    """Live processes of this project left in a dead server's process group (its Lambda workers and
+    snapshot children: they die with the server, so this finds none unless that failed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else ():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().split(") ", 1)[1].split()
+            if int(fields[2]) != server_pid or fields[0] == "Z":
+                continue
+            if b"localcloud" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
 
 
 def _reap(pid: int) -> None:

@@ -1,13 +1,16 @@
 """The local cloud process: a WSGI dispatcher in front of moto's server, plus the executors.
 
 Run by `python -m localcloud up` (never by hand): it binds 127.0.0.1 only, answers
-`/_localcloud/health`, lets each executor claim requests first and hands the rest to moto.
+`/_localcloud/health`, lets each executor claim requests first and hands the rest to moto. A request
+that may change moto's state goes through the write-ahead journal (persistence/journal.py): applied
+and journaled in one order, answered once durable; at start the journal is replayed before serving.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import logging
 import os
@@ -20,6 +23,9 @@ from typing import Any, Callable, Iterable
 
 from localcloud.executors import CloudContext, Executor, load_executors
 from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
+from localcloud.persistence import REPLAY_DONE
+from localcloud.persistence.journal import READ_ONLY_METHODS, Journal, JournalError, ReplayReport, is_mutating
+from localcloud.persistence.wal import policy
 
 log = logging.getLogger("localcloud")
 
@@ -33,6 +39,8 @@ class LocalCloudApp:
         self.context = context
         self.started_at = time.time()
         self.last_request_at = time.monotonic()
+        self.journal: Journal | None = None  # set once replayed: from then on every write goes through it
+        self.replay_report = ReplayReport()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         self.last_request_at = time.monotonic()
@@ -46,7 +54,33 @@ class LocalCloudApp:
                 claimed = executor.route(request)
                 if claimed is not None:
                     return claimed(environ, start_response)
+        journal = self.journal
+        if journal is not None and environ.get("REQUEST_METHOD") not in READ_ONLY_METHODS:
+            from werkzeug.wsgi import get_input_stream
+
+            body = get_input_stream(environ).read()
+            if is_mutating(environ, body):
+                try:
+                    return journal.serve(self.moto_app, environ, body, start_response)
+                except JournalError as error:  # not durable: not acknowledged
+                    log.error("journal: %s", error)
+                    return _unavailable(start_response, error)
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            environ.pop("wsgi.input_terminated", None)
         return self.moto_app(environ, start_response)
+
+    def replay(self) -> None:
+        """Replay the journal after the restored snapshot, then journal every write from here on."""
+        persistence = self.context.executors.get("persistence")
+        journal = getattr(persistence, "journal", None)
+        if journal is None:
+            return
+        with journal.apply_lock:
+            self.replay_report = journal.replay(self.moto_app, persistence.snapshot_lsn)
+        if self.replay_report.replayed:
+            log.info("journal: replayed %d requests in %.2f s", self.replay_report.replayed,
+                     self.replay_report.seconds)
+        self.journal = journal
 
     def _health(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
         body = json.dumps(
@@ -58,10 +92,21 @@ class LocalCloudApp:
                 "started_at": self.started_at,
                 "executors": [executor.name for executor in self.executors],
                 "state_dir": str(self.context.state_dir),
+                "journal": {"policy": policy() if self.journal is not None else "off",
+                            **self.replay_report.as_dict()},
             }
         ).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _unavailable(start_response: Callable[..., Any], error: Exception) -> Iterable[bytes]:
+    body = json.dumps({"__type": "ServiceUnavailableException",
+                       "message": f"The write could not be made durable: {error}"}).encode()
+    start_response("503 Service Unavailable", [("Content-Type", "application/x-amz-json-1.1"),
+                                               ("Content-Length", str(len(body))),
+                                               ("x-amzn-ErrorType", "ServiceUnavailableException")])
+    return [body]
 
 
 def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
@@ -130,8 +175,13 @@ def serve(host: str, port: int, state_dir: Path) -> int:
     except (OSError, SystemExit) as error:
         print(f"localcloud: cannot bind {host}:{port}: {error}", file=sys.stderr, flush=True)
         return 3
-    for executor in app.executors:
-        executor.start(app.context)
+    REPLAY_DONE.clear()  # consumers wait for the journal's records before trusting their checkpoints
+    try:
+        for executor in app.executors:
+            executor.start(app.context)
+        app.replay()  # the executors' hooks are in place: what a replayed write triggers happens again
+    finally:
+        REPLAY_DONE.set()
     stop_gc_policy = threading.Event()
     threading.Thread(target=keep_state_out_of_gc, args=(stop_gc_policy,), name="gc-policy", daemon=True,
                      kwargs={"idle_for": lambda: time.monotonic() - app.last_request_at}).start()

@@ -9,13 +9,19 @@ moto stores functions but runs nothing without Docker. This executor answers `In
   not the project's other packages, AWS's environment variables, plus `AWS_ENDPOINT_URL` so unmodified
   boto3 clients reach the local cloud;
 - RequestResponse / Event / DryRun, AWS's error shapes, timeouts, crashes, reserved concurrency;
-- async invokes with retries, maximum event age and on-success / on-failure destinations;
+- async invokes with retries, maximum event age and on-success / on-failure destinations; an `Event`
+  invoke is answered 202 once the event is on disk, and events queued at a crash run after the restart
+  (at least once, never lost; persistence/durable_queue.py);
+- workers never outlive the server (started from one long-lived thread so the kernel's parent-death
+  signal is tied to the process, plus the control pipe's hang-up), and their stack traces name files as
+  AWS does (`/var/task/...`);
 - START / END / REPORT and the function's output in CloudWatch Logs (`/aws/lambda/<name>`).
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import importlib.util
 import itertools
 import json
@@ -42,6 +48,8 @@ from werkzeug.wrappers import Request, Response
 
 from localcloud import motoapi
 from localcloud.awslambda import worker as lambda_worker
+from localcloud.persistence.durable_queue import DurableQueue
+from localcloud.persistence.wal import policy as journal_policy
 from localcloud.executors import (
     DEFAULT_ACCOUNT,
     DEFAULT_REGION,
@@ -276,8 +284,9 @@ class Worker:
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         env = self._environment(task_root, python_path, endpoint)
-        self.process = subprocess.Popen(
-            [sys.executable, "-S", "-u", str(WORKER), str(to_worker_r), str(from_worker_w)],
+        paths = json.dumps(aws_paths(task_root, python_path))
+        self.process = SPAWNER.popen(
+            [sys.executable, "-S", "-u", str(WORKER), str(to_worker_r), str(from_worker_w), str(os.getpid()), paths],
             pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=env, cwd=task_root,
         )
@@ -421,6 +430,51 @@ class Worker:
         self._to_worker = self._from_worker = -1
 
 
+def aws_paths(task_root: Path, python_path: list[Path]) -> dict[str, str]:
+    """Local folder -> where AWS's Python runtime has it: the bundle in /var/task, layers in /opt, the
+    runtime's packages and the standard library under /var/lang."""
+    import sysconfig
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    paths = {str(task_root): "/var/task", str(python_path[-1]): f"/var/lang/lib/{version}/site-packages",
+             sysconfig.get_paths()["stdlib"]: f"/var/lang/lib/{version}"}
+    for folder in python_path[1:-1]:  # layer/python and layer/python/lib/pythonX.Y/site-packages
+        layer = folder.parent if folder.name == "python" else folder.parents[3]
+        paths.setdefault(str(layer), "/opt")
+    return paths
+
+
+class Spawner:
+    """Starts worker processes from one thread that lives as long as the server. Linux's parent-death
+    signal fires when the *thread* that started a process ends, and request threads end with their
+    connection: a worker started from one would die with it."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[concurrent.futures.Future[Any], tuple[Any, ...], dict[str, Any]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="lambda-spawner", daemon=True)
+                self._thread.start()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, args, kwargs))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            future, args, kwargs = self._jobs.get()
+            try:
+                future.set_result(subprocess.Popen(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - the caller raises it
+                future.set_exception(error)
+
+
+SPAWNER = Spawner()
+
+
 def _signal_name(number: int) -> str:
     import signal
 
@@ -505,6 +559,7 @@ class LambdaRuntime:
         self._current: dict[tuple[str, str, str, str], FunctionSpec] = {}  # function version -> live spec
         self._lock = threading.Lock()
         self._async: queue.Queue[AsyncEvent | None] = queue.Queue()
+        self._events: DurableQueue | None = None  # the async events on disk (None: journal off)
         self._retries: list[threading.Timer] = []
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -518,6 +573,7 @@ class LambdaRuntime:
         self.code = CodeStore(root)
         self.code.runtime_site()
         self._stopping.clear()
+        self._restore_events(root / "async-events")
         self._threads = [threading.Thread(target=self._async_loop, name=f"lambda-async-{i}", daemon=True)
                          for i in range(ASYNC_THREADS)]
         self._threads.append(threading.Thread(target=self._reap_idle, name="lambda-reaper", daemon=True))
@@ -537,6 +593,21 @@ class LambdaRuntime:
             for worker in pool.idle:
                 worker.kill()
         self._unpatch_moto()
+        if self._events is not None:  # what is still queued runs after the next start
+            self._events.close()
+            self._events = None
+
+    def _restore_events(self, folder: Path) -> None:
+        """Open the durable async queue and queue again what a stop or a crash left pending."""
+        mode = journal_policy()
+        if mode == "off":
+            return
+        self._events = DurableQueue(folder, mode)
+        for header, payload in self._events.pending():
+            self._async.put(AsyncEvent(header["arn"], header["qualifier"], payload, header["id"], header["account"],
+                                       header["region"], received=header["received"]))
+        if self._events.pending():
+            log.info("%d async invocations queued before the last stop run again", len(self._events.pending()))
 
     def _patch_moto(self) -> None:
         """moto's own callers of `LambdaFunction.invoke` (e.g. log subscriptions) run through us too."""
@@ -586,6 +657,8 @@ class LambdaRuntime:
         except Exception as error:  # a bug here must answer like AWS's 500, not an HTML page
             log.exception("invoke of %s failed", match["function"])
             return _error_response(LambdaInvokeError("ServiceException", f"{type(error).__name__}: {error}", 500))
+        if result.status_code == 202 and self._events is not None:
+            self._events.wait_durable(self._events.log.next_lsn - 1)  # acknowledged means stored
         headers = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": result.executed_version}
         if result.function_error:
             headers["X-Amz-Function-Error"] = result.function_error
@@ -615,7 +688,11 @@ class LambdaRuntime:
         if invocation_type == "Event":
             if spec.reserved_concurrency == 0:
                 raise LambdaInvokeError("TooManyRequestsException", "Rate Exceeded.", 429)
-            self._async.put(AsyncEvent(spec.arn, qualifier, payload, request_id, account_id, region))
+            event = AsyncEvent(spec.arn, qualifier, payload, request_id, account_id, region)
+            if self._events is not None:
+                self._events.add(request_id, {"arn": spec.arn, "qualifier": qualifier, "account": account_id,
+                                              "region": region, "received": event.received}, bytes(payload))
+            self._async.put(event)
             return InvokeResult(202, b"", executed_version=spec.version, request_id=request_id)
         outcome = self._run(fn, spec, payload, request_id, client_context, wait=False)
         tail = None
@@ -729,28 +806,35 @@ class LambdaRuntime:
             event = self._async.get()
             if event is None or self._stopping.is_set():
                 return
+            finished = True
             try:
-                self._run_async(event)
+                finished = self._run_async(event)
             except Exception:  # one broken event must not stop the async workers
                 log.exception("async invocation %s failed", event.request_id)
+            if finished and self._events is not None:
+                self._events.done(event.request_id)
 
-    def _run_async(self, event: AsyncEvent) -> None:
+    def _run_async(self, event: AsyncEvent) -> bool:
+        """One attempt; False while the event is not finished (a retry is due, or the runtime stops:
+        the durable queue runs it again after the next start)."""
         try:
             fn = self._function(event.spec_arn.split(":")[-1], event.qualifier, event.account, event.region)
         except LambdaInvokeError:
             log.warning("async event %s: function %s is gone", event.request_id, event.spec_arn)
-            return
+            return True
         spec = _spec(fn)
         config = _event_invoke_config(fn)
         max_age = config.get("MaximumEventAgeInSeconds", 21600)
         if time.time() - event.received > max_age:
             self._destination(fn, spec, event, config, None, "EventAgeExceeded")
-            return
+            return True
         event.attempts += 1
         outcome = self._run(fn, spec, event.payload, event.request_id, None, wait=True)
         if outcome.function_error is None:
             self._destination(fn, spec, event, config, outcome, "Success")
-            return
+            return True
+        if self._stopping.is_set() and self._events is not None:
+            return False
         retries = config.get("MaximumRetryAttempts", 2)
         if event.attempts <= retries and not self._stopping.is_set():
             delay = ASYNC_RETRY_DELAYS_S[min(event.attempts - 1, len(ASYNC_RETRY_DELAYS_S) - 1)]
@@ -758,8 +842,9 @@ class LambdaRuntime:
             timer.daemon = True
             self._retries = [t for t in self._retries if t.is_alive()] + [timer]
             timer.start()
-            return
+            return False
         self._destination(fn, spec, event, config, outcome, "RetriesExhausted")
+        return True
 
     def _destination(self, fn: Any, spec: FunctionSpec, event: AsyncEvent, config: dict[str, Any],
                      outcome: Outcome | None, condition: str) -> None:

@@ -1,8 +1,11 @@
 """One warm Lambda execution environment: imports the handler from the deployed bundle and runs
 invocations sent by the Lambda runtime executor.
 
-Run by file path (`python lambda_worker.py CONTROL_IN CONTROL_OUT`), never imported, so that handler
-code cannot import `helpers` (like on AWS). The control channel is two inherited pipe fds carrying
+Run by file path (`python worker.py CONTROL_IN CONTROL_OUT SERVER_PID PATHS`), never imported, so that
+handler code cannot import `helpers` (like on AWS). It never outlives the server: on Linux the kernel
+kills it when the server dies (PR_SET_PDEATHSIG), and everywhere it exits once the server's end of the
+control pipe closes, even mid-invocation. Stack traces name files as AWS does (`/var/task/app.py`,
+`/opt/python/...`): PATHS maps the local folders (extracted bundle, layers, runtime) to AWS's. The control channel is two inherited pipe fds carrying
 messages framed as two big-endian 4-byte lengths, a small JSON header and the raw payload bytes (the
 event in, the JSON result out), so a large event is never escaped into a JSON string and parsed twice.
 stdout/stderr belong to the handler and end up in CloudWatch Logs. After each invocation a sentinel line
@@ -15,8 +18,11 @@ import importlib
 import json
 import os
 import resource
+import select
+import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -106,14 +112,39 @@ def _client_context(encoded: str | None) -> ClientContext | None:
         return None
 
 
+# Local folder -> the path AWS's runtime shows for it, longest first (set by main from argv).
+AWS_PATHS: list[tuple[str, str]] = []
+
+
+def aws_path(filename: str) -> str:
+    """A file of the bundle, a layer or the runtime as AWS names it (`/var/task/app.py`)."""
+    for local, remote in AWS_PATHS:
+        if filename == local or filename.startswith(local.rstrip(os.sep) + os.sep):
+            return remote + filename[len(local.rstrip(os.sep)):]
+    return filename
+
+
+def _aws_frames(error: BaseException, skip: int) -> traceback.StackSummary:
+    frames = traceback.extract_tb(error.__traceback__)[skip:]
+    for frame in frames:
+        frame.filename = aws_path(frame.filename)
+    return frames
+
+
 def error_object(error: BaseException, error_type: str | None = None, message: str | None = None) -> dict[str, Any]:
-    frames = traceback.extract_tb(error.__traceback__)[1:]  # from the handler's frame on, as AWS shows it
+    frames = _aws_frames(error, 1)  # from the handler's frame on, as AWS shows it
     return {
         "errorMessage": message if message is not None else str(error),
         "errorType": error_type or type(error).__name__,
         "requestId": "",
         "stackTrace": [line for line in traceback.format_list(frames)],
     }
+
+
+def log_lines(error: BaseException) -> str:
+    """The `[ERROR]` entry AWS's runtime logs for an unhandled exception (handler frames on)."""
+    frames = traceback.format_list(_aws_frames(error, 1))
+    return f"[ERROR] {type(error).__name__}: {error}\nTraceback (most recent call last):\n" + "".join(frames)
 
 
 def load_handler() -> tuple[Any, dict[str, Any] | None]:
@@ -139,8 +170,7 @@ def run(request: dict[str, Any], payload: bytes, handler: Any) -> tuple[dict[str
         result = handler(event, LambdaContext(request))
     except Exception as error:  # noqa: BLE001 - reported to the caller as FunctionError
         sys.stdout.flush()
-        lines = traceback.format_exception(error)
-        print(f"[ERROR] {type(error).__name__}: {error}\n" + "".join([lines[0], *lines[2:]]), file=sys.stderr)
+        print(log_lines(error), file=sys.stderr)
         return {"error": error_object(error)}, b""
     try:
         return {}, json.dumps(result).encode()
@@ -149,8 +179,38 @@ def run(request: dict[str, Any], payload: bytes, handler: Any) -> tuple[dict[str
         return {"error": error_object(error, "Runtime.MarshalError", message) | {"stackTrace": []}}, b""
 
 
+def die_with_server(control_in: int, server_pid: int) -> None:
+    """Exit when the server does, however it dies: the kernel's parent-death signal (Linux), then the
+    control pipe's hang-up (the server's end closes when it exits), watched from a thread so that a
+    handler still running does not keep this process alive."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != server_pid:  # the server died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(control_in, 0)  # hang-up and errors are always reported
+        while True:
+            for _fd, event in poller.poll():
+                if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os._exit(1)
+
+    if hasattr(select, "poll"):
+        threading.Thread(target=watch, name="server-watch", daemon=True).start()
+
+
 def main() -> None:
     control_in, control_out = int(sys.argv[1]), int(sys.argv[2])
+    if len(sys.argv) > 3:
+        die_with_server(control_in, int(sys.argv[3]))
+    if len(sys.argv) > 4:
+        AWS_PATHS[:] = sorted(json.loads(sys.argv[4]).items(), key=lambda item: -len(item[0]))
     task_root = os.environ["LAMBDA_TASK_ROOT"]
     # /var/task first, as on AWS; this file's directory is dropped: handler code must not see helpers/.
     sys.path[:] = [task_root, *(entry for entry in sys.path[1:] if entry != task_root)]

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
+
+from localcloud.persistence import REPLAY_DONE
+from localcloud.persistence.wal import fsync_directory, policy
 
 log = logging.getLogger("localcloud.event_sources")
 
 
 class CheckpointStore:
-    """Per-mapping, per-shard last processed sequence number, persisted so restarts resume."""
+    """Per-mapping, per-shard last processed sequence number, persisted so restarts resume.
+
+    After a crash a consumer re-delivers rather than skips (at-least-once, never a gap): a position is
+    written atomically (a new file renamed over the old, fsync'ed under RETAIL_LOCALCLOUD_JOURNAL=fsync,
+    so a power cut leaves the old position or the new one, never an unreadable file that would restart
+    the mapping at LATEST), and `get` waits until the journal's replay has put back the records the
+    position points into (a mapping comparing it with a half-replayed stream would resume too early)."""
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -24,6 +34,7 @@ class CheckpointStore:
                 log.warning("unreadable checkpoint %s: starting over", path)
 
     def get(self, shard_id: str) -> int | None:
+        REPLAY_DONE.wait()
         return self.positions.get(shard_id)
 
     def set(self, shard_id: str, seq: int) -> None:
@@ -32,5 +43,12 @@ class CheckpointStore:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 temporary = self.path.with_suffix(f".{threading.get_ident()}.tmp")
-                temporary.write_text(json.dumps({"shards": self.positions}))
+                durable = policy() == "fsync"
+                with temporary.open("w") as stream:
+                    stream.write(json.dumps({"shards": self.positions}))
+                    if durable:
+                        stream.flush()
+                        os.fsync(stream.fileno())
                 temporary.replace(self.path)
+                if durable:
+                    fsync_directory(self.path.parent)

@@ -3,20 +3,26 @@
 moto keeps everything in memory, so a restarted local cloud would come back empty and event source
 mappings would have nothing to resume. This executor (started first, stopped last) restores the last
 snapshot before the others start, snapshots on a clean stop, and every 30 s while requests change
-state (RETAIL_LOCALCLOUD_SNAPSHOT_S; 0: on stop only), so a crash loses at most the last interval (the
-mappings' checkpoints are saved on their own, so a resumed mapping re-delivers rather than skips:
-at-least-once, like AWS).
-`python -m localcloud down --wipe` (or `reset`) deletes the snapshot.
+state (RETAIL_LOCALCLOUD_SNAPSHOT_S; 0: on stop only). Between snapshots the write-ahead journal
+(journal.py) holds every acknowledged write: the snapshot records the journal position (LSN) it
+includes, the server replays the records after it at start, and a snapshot drops the journal segments
+it holds. With RETAIL_LOCALCLOUD_JOURNAL=off a crash loses what came after the last snapshot (the
+mappings' checkpoints then come back with the snapshot, so a resumed mapping re-delivers rather than
+skips: at-least-once, like AWS).
+`python -m localcloud down --wipe` (or `reset`) deletes the snapshot and the journal.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copyreg
 import io
 import logging
 import os
 import pickle
+import shutil
+import sys
 import threading
 import time
 import weakref
@@ -26,10 +32,13 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from localcloud.executors import CloudContext, WSGIApp
+from localcloud.persistence.journal import Journal, open_journal
+from localcloud.persistence.wal import fsync_directory, policy
 
 log = logging.getLogger("localcloud.persistence")
 
 SNAPSHOT_FILE = "moto-state.pickle"
+JOURNAL_FOLDER = "journal"
 # The services the workbook uses (a service never called has no state to keep).
 SERVICES = ("iam", "sts", "s3", "kinesis", "dynamodb", "dynamodbstreams", "sqs", "sns", "lambda", "logs",
             "events", "apigateway", "apigatewayv2", "firehose", "redshift", "glue", "cloudwatch", "scheduler", "ssm", "athena")
@@ -87,8 +96,9 @@ def _checkpoints(state_dir: Path) -> dict[str, bytes]:
             for folder in CHECKPOINT_FOLDERS for file in sorted((state_dir / folder).rglob("*.json"))}
 
 
-def save(path: Path) -> float:
+def save(path: Path, lsn: int = 0, durable: bool = False) -> float:
     """Write every used service's state, and the checkpoints that go with it, atomically; seconds taken.
+    `lsn` is the last journal record the state includes; `durable` fsyncs the file and its folder.
 
     The checkpoints are read *before* the state: restored together, a consumer may re-deliver what it
     handled after the snapshot (at-least-once), but never believes it handled records it did not."""
@@ -97,22 +107,48 @@ def save(path: Path) -> float:
     state = {service: dict(backend) for service, backend in _backends().items() if len(backend)}
     temporary = path.with_suffix(".tmp")
     with temporary.open("wb") as stream:
-        _pickler(stream).dump({"services": state, "checkpoints": checkpoints})
+        _pickler(stream).dump({"services": state, "checkpoints": checkpoints, "lsn": lsn})
+        if durable:
+            stream.flush()
+            os.fsync(stream.fileno())
     temporary.replace(path)
+    if durable:
+        fsync_directory(path.parent)
     return time.perf_counter() - started
 
 
-def save_in_child(path: Path) -> float:
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the thread that forked it dies (a helper never outlives
+    the server, even one killed with SIGKILL); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def save_in_child(path: Path, durable: bool = False,
+                  frozen: contextlib.AbstractContextManager[int] | None = None) -> float:
     """`save` in a forked child, waited for in this thread only; seconds taken. Falls back to `save`
-    where there is no fork."""
+    where there is no fork. `frozen` (the journal held still, see `Persistence._frozen`) is entered
+    across the fork only and gives the LSN the child's state includes."""
+    frozen = frozen if frozen is not None else contextlib.nullcontext(0)
     if not hasattr(os, "fork"):
-        return save(path)
+        with frozen as lsn:
+            return save(path, lsn, durable)
     started = time.perf_counter()
-    pid = os.fork()
+    parent = os.getpid()
+    with frozen as lsn:
+        pid = os.fork()
     if pid == 0:  # the child: pickle, write, leave without running the parent's cleanup
         code = 1
         try:
-            save(path)
+            die_with_parent()
+            if os.getppid() != parent:
+                os._exit(1)  # the server died before the line above: nothing to save it for
+            save(path, lsn, durable)
             code = 0
         except BaseException:
             import traceback
@@ -126,17 +162,20 @@ def save_in_child(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def load(path: Path) -> list[str]:
-    """Put a snapshot's state back into moto's backends, and its checkpoints back in their files (newer
-    ones would point past what the restored streams were known to hold); returns the services restored."""
+def load(path: Path, restore_checkpoints: bool = True) -> tuple[list[str], int]:
+    """Put a snapshot's state back into moto's backends, and (`restore_checkpoints`) its checkpoints back
+    in their files (newer ones would point past what the restored streams were known to hold; with the
+    journal replayed they do not, and are kept); returns the services restored and the snapshot's LSN."""
     if not path.exists():
-        return []
+        return [], 0
     with path.open("rb") as stream:
         snapshot = pickle.load(stream)
     backends = _backends()
     for service, accounts in snapshot["services"].items():
         backends[service].clear()
         backends[service].update(accounts)
+    if not restore_checkpoints:
+        return sorted(snapshot["services"]), int(snapshot.get("lsn", 0))
     for folder in CHECKPOINT_FOLDERS:
         for stale in (path.parent / folder).rglob("*.json"):
             stale.unlink()
@@ -144,16 +183,18 @@ def load(path: Path) -> list[str]:
         target = path.parent / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
-    return sorted(snapshot["services"])
+    return sorted(snapshot["services"]), int(snapshot.get("lsn", 0))
 
 
 class Persistence:
-    """Executor "persistence": restore at start, snapshot while dirty and at stop."""
+    """Executor "persistence": restore at start, open the journal, snapshot while dirty and at stop."""
 
     name = "persistence"
 
     def __init__(self) -> None:
         self.path: Path | None = None
+        self.journal: Journal | None = None
+        self.snapshot_lsn = 0  # the journal records the restored snapshot includes
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,13 +203,24 @@ class Persistence:
 
     def start(self, cloud: CloudContext) -> None:
         self.path = cloud.state_dir / SNAPSHOT_FILE
+        journal_folder = cloud.state_dir / JOURNAL_FOLDER
+        mode = policy()
         try:
-            restored = load(self.path)
+            restored, self.snapshot_lsn = load(self.path, restore_checkpoints=mode == "off")
             if restored:
-                log.info("restored %s from %s", ", ".join(restored), self.path)
+                log.info("restored %s from %s (journal position %d)", ", ".join(restored), self.path,
+                         self.snapshot_lsn)
         except Exception:  # a snapshot from another moto version must not keep the cloud down
-            log.exception("cannot restore %s: starting empty (the file is kept as .broken)", self.path)
+            log.exception("cannot restore %s: starting empty (the file and the journal are kept as .broken)",
+                          self.path)
             self.path.replace(self.path.with_suffix(".broken"))
+            if journal_folder.exists():  # its records continue a state that is gone
+                shutil.rmtree(journal_folder.with_name("journal.broken"), ignore_errors=True)
+                journal_folder.rename(journal_folder.with_name("journal.broken"))
+            self.snapshot_lsn = 0
+        if mode == "off" and journal_folder.exists():
+            log.warning("RETAIL_LOCALCLOUD_JOURNAL=off: the journal in %s is not replayed", journal_folder)
+        self.journal = open_journal(journal_folder, self.snapshot_lsn)
         self._stopping.clear()
         if INTERVAL_S > 0:
             self._thread = threading.Thread(target=self._snapshots, name="persistence", daemon=True)
@@ -180,6 +232,9 @@ class Persistence:
             self._thread.join(timeout=5)
             self._thread = None
         self._snapshot()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     def route(self, request: Request) -> WSGIApp | None:
         """Never claims a request; notes that one may have changed state."""
@@ -203,17 +258,24 @@ class Persistence:
             self._snapshot(in_child=True)
 
     def _snapshot(self, in_child: bool = False) -> None:
+        """Save the state with the journal position it includes; then drop the journal segments it holds."""
         if self.path is None:
             return
         self._dirty.clear()
         started = time.perf_counter()
+        journal, durable = self.journal, policy() == "fsync"
         try:
             if in_child:  # the child's copy cannot change under it: one attempt
-                save_in_child(self.path)
+                frozen = self._frozen(journal)
+                save_in_child(self.path, durable, frozen)
+                self._forget(journal, frozen.lsn)
                 return
             for _ in range(3):  # a request changing a dict mid-pickle (in this process): try again
                 try:
-                    save(self.path)
+                    frozen = self._frozen(journal)
+                    with frozen as lsn:
+                        save(self.path, lsn, durable)
+                    self._forget(journal, lsn)
                     return
                 except RuntimeError:
                     time.sleep(0.1)
@@ -223,6 +285,34 @@ class Persistence:
             self._dirty.set()
         finally:
             self._last_cost_s = time.perf_counter() - started
+
+    @staticmethod
+    def _frozen(journal: Journal | None) -> "_Frozen":
+        return _Frozen(journal)
+
+    @staticmethod
+    def _forget(journal: Journal | None, lsn: int) -> None:
+        if journal is not None:
+            journal.log.sync()  # the rotation is on disk before older segments go
+            journal.log.drop_through(lsn)
+
+
+class _Frozen:
+    """While entered, no journaled request is applied (the apply lock is held), and the LSN it gives is
+    the last one the state includes; later records go to a new journal segment."""
+
+    def __init__(self, journal: Journal | None):
+        self.journal, self.lsn = journal, 0
+
+    def __enter__(self) -> int:
+        if self.journal is not None:
+            self.journal.apply_lock.acquire()
+            self.lsn = self.journal.log.rotate()
+        return self.lsn
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self.journal is not None:
+            self.journal.apply_lock.release()
 
 
 def make_executor() -> Persistence:

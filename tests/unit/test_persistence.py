@@ -1,5 +1,7 @@
 """A restarted local cloud keeps its state, and an event source mapping resumes where it stopped:
-nothing skipped (at-least-once), after a clean stop and after a crash (SIGKILL)."""
+nothing skipped (at-least-once), after a clean stop and after a crash (SIGKILL). The journal's parts
+(wal.py's group commit, journal.py's request classes, durable_queue.py) are tested here in-process;
+tests/unit/test_crash.py kills a loaded local cloud."""
 
 from __future__ import annotations
 
@@ -169,9 +171,9 @@ def test_a_periodic_snapshot_is_pickled_by_a_child_while_the_server_goes_on(tmp_
     backend.create_stream("before-the-fork", shard_count=1)
     real_save, pid_file = persistence.save, tmp_path / "pickled-by"
 
-    def save(path: Path) -> float:
+    def save(path: Path, *args: Any) -> float:
         pid_file.write_text(str(os.getpid()))
-        return real_save(path)
+        return real_save(path, *args)
 
     monkeypatch.setattr(persistence, "save", save)
     cost = persistence.save_in_child(tmp_path / persistence.SNAPSHOT_FILE)
@@ -188,3 +190,164 @@ def test_a_periodic_snapshot_is_pickled_by_a_child_while_the_server_goes_on(tmp_
 def test_a_child_that_cannot_snapshot_is_reported(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="snapshot child exited"):
         persistence.save_in_child(tmp_path / "missing-folder" / persistence.SNAPSHOT_FILE)
+
+
+# --------------------------------------------------------------------------------------------------
+# the write-ahead log, the journal's classification, the durable queue
+
+
+def test_a_record_is_durable_once_waited_for_and_read_back_in_order(tmp_path: Path) -> None:
+    from localcloud.persistence.wal import GroupCommitLog
+
+    wal = GroupCommitLog(tmp_path, "journal", "fsync")
+    lsns = [wal.append(f"record {i}".encode()) for i in range(5)]
+    wal.wait(lsns[-1])
+    assert wal.durable_lsn == lsns[-1] == 5
+    wal.close()
+    reopened = GroupCommitLog(tmp_path, "journal", "fsync")
+    assert list(reopened.records(after=2)) == [(3, b"record 2"), (4, b"record 3"), (5, b"record 4")]
+    assert reopened.append(b"next") == 6  # numbering goes on
+    reopened.close()
+
+
+def test_one_fsync_serves_every_writer_waiting_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from localcloud.persistence import wal as wal_module
+
+    syncs = []
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        syncs.append(fd)
+        time.sleep(0.02)  # a disk's fsync: writers pile up meanwhile
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(wal_module.os, "fdatasync", slow_fdatasync)
+    wal = wal_module.GroupCommitLog(tmp_path, "journal", "fsync")
+
+    def writer(n: int) -> None:
+        for i in range(20):
+            wal.wait(wal.append(f"{n}-{i}".encode()))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wal.durable_lsn == 160
+    assert len(syncs) < 160 / 3  # 8 writers: about one fsync per 8 records
+    wal.close()
+
+
+def test_a_torn_tail_is_cut_at_the_last_whole_record(tmp_path: Path) -> None:
+    from localcloud.persistence.wal import GroupCommitLog
+
+    wal = GroupCommitLog(tmp_path, "journal", "flush")
+    wal.wait(wal.append(b"whole"))
+    wal.wait(wal.append(b"also whole"))
+    wal.close()
+    [(_, segment)] = wal.segments()
+    segment.write_bytes(segment.read_bytes() + b"\x00\x00\x00\x30garbage")  # died mid-write
+    reopened = GroupCommitLog(tmp_path, "journal", "flush")
+    assert [payload for _, payload in reopened.records()] == [b"whole", b"also whole"]
+    assert reopened.append(b"after the crash") == 3
+    reopened.sync()
+    reopened.close()
+    assert [lsn for lsn, _ in GroupCommitLog(tmp_path, "journal", "flush").records()] == [1, 2, 3]
+
+
+def test_a_snapshot_drops_the_segments_it_holds(tmp_path: Path) -> None:
+    from localcloud.persistence.wal import GroupCommitLog
+
+    wal = GroupCommitLog(tmp_path, "journal", "fsync")
+    for i in range(3):
+        wal.append(b"before")
+    boundary = wal.rotate()
+    wal.append(b"after")
+    wal.sync()
+    assert boundary == 3 and len(wal.segments()) == 2
+    assert wal.drop_through(boundary) == 1
+    assert list(wal.records()) == [(4, b"after")]
+    wal.close()
+    assert GroupCommitLog(tmp_path, "journal", "fsync", start_after=10).next_lsn == 11  # a snapshot's lsn wins
+
+
+def test_a_log_that_cannot_write_fails_its_writers_loudly(tmp_path: Path) -> None:
+    from localcloud.persistence.wal import GroupCommitLog, JournalError
+
+    wal = GroupCommitLog(tmp_path, "journal", "fsync")
+    os.close(wal._fd)  # the file is gone from under it (a full disk behaves the same)
+    with pytest.raises(JournalError, match="cannot write"):
+        wal.wait(wal.append(b"lost"))
+    with pytest.raises(JournalError):
+        wal.append(b"refused")
+    wal._fd = os.open(os.devnull, os.O_WRONLY)
+
+
+def test_the_journal_policy_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from localcloud.persistence.wal import JournalError, policy
+
+    monkeypatch.delenv("RETAIL_LOCALCLOUD_JOURNAL", raising=False)
+    assert policy() == "fsync"
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_JOURNAL", "Flush")
+    assert policy() == "flush"
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_JOURNAL", "sometimes")
+    with pytest.raises(JournalError, match="fsync, flush, off"):
+        policy()
+
+
+@pytest.mark.parametrize("method, headers, query, body, mutating", [
+    ("POST", {"X-Amz-Target": "Kinesis_20131202.PutRecords"}, "", b"{}", True),
+    ("POST", {"X-Amz-Target": "DynamoDB_20120810.BatchWriteItem"}, "", b"{}", True),
+    ("POST", {"X-Amz-Target": "DynamoDB_20120810.Query"}, "", b"{}", False),
+    ("POST", {"X-Amz-Target": "DynamoDB_20120810.BatchGetItem"}, "", b"{}", False),
+    ("POST", {"X-Amz-Target": "AmazonSQS.ReceiveMessage"}, "", b"{}", False),
+    ("POST", {"X-Amz-Target": "Kinesis_20131202.GetRecords"}, "", b"{}", False),
+    ("POST", {"Content-Type": "application/x-www-form-urlencoded"}, "", b"Action=CreateRole&RoleName=r", True),
+    ("POST", {"Content-Type": "application/x-www-form-urlencoded"}, "", b"Action=GetRole&RoleName=r", False),
+    ("POST", {}, "Action=ListQueues", b"", False),
+    ("PUT", {}, "", b"object body", True),  # S3 PutObject, REST
+    ("DELETE", {}, "", b"", True),
+    ("POST", {}, "delete", b"<Delete/>", True),  # S3 DeleteObjects
+    ("GET", {}, "", b"", False),
+    ("HEAD", {}, "", b"", False),
+])
+def test_only_requests_that_may_change_state_are_journaled(method: str, headers: dict[str, str], query: str,
+                                                           body: bytes, mutating: bool) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    from localcloud.persistence.journal import is_mutating
+
+    environ = EnvironBuilder(method=method, path="/", headers=headers, query_string=query, data=body).get_environ()
+    assert is_mutating(environ, body) is mutating
+
+
+def test_pending_async_events_come_back_after_a_restart_and_finished_ones_do_not(tmp_path: Path) -> None:
+    from localcloud.persistence.durable_queue import DurableQueue
+
+    events = DurableQueue(tmp_path, "fsync")
+    events.wait_durable(events.add("a", {"arn": "fn"}, b'{"n": 1}'))
+    events.wait_durable(events.add("b", {"arn": "fn"}, b'{"n": 2}'))
+    events.done("a")
+    events.log.sync()
+    events.close()  # or a crash: the records are on disk either way
+    again = DurableQueue(tmp_path, "fsync")
+    assert again.pending() == [({"arn": "fn", "id": "b"}, b'{"n": 2}')]
+    again.done("b")
+    again.close()
+    assert DurableQueue(tmp_path, "fsync").pending() == []
+
+
+def test_an_idle_durable_queue_cuts_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from localcloud.persistence import durable_queue
+
+    monkeypatch.setattr(durable_queue, "COMPACT_AFTER", 10)
+    events = durable_queue.DurableQueue(tmp_path, "flush")
+    for i in range(12):
+        events.add(str(i), {}, b"")
+        events.done(str(i))
+    events.log.sync()
+    assert len(list(events.log.records())) < 24
+    events.close()
+    assert durable_queue.DurableQueue(tmp_path, "flush").pending() == []

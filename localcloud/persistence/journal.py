@@ -1,0 +1,242 @@
+"""The write-ahead journal: a write the local cloud acknowledged is on disk before the answer leaves.
+
+moto keeps its state in memory and the snapshots (snapshots.py) are periodic, so without this a crash
+lost every write since the last one, acknowledged or not. Every state-changing request that moto
+answers is applied and appended under one lock (`applying()`), so the journal's order is the order
+the state saw (Kinesis sequence numbers, DynamoDB conditions and counters depend on it); the answer
+waits outside the lock until its record is durable (`wait`), and one fsync serves every request
+waiting meanwhile (group commit, wal.py). At start the records after the last snapshot's LSN are
+replayed through moto in that order. The random numbers moto drew for a request (ids of REST APIs,
+event source mappings, multipart uploads...) are recorded with it and drawn again on replay, so later
+requests naming those ids still find them. Read-only requests (Describe/Get/List/Query/Scan/Receive...,
+any GET/HEAD) are not journaled.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import logging
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from localcloud import motoapi
+from localcloud.persistence.wal import GroupCommitLog, JournalError, policy
+
+log = logging.getLogger("localcloud.persistence")
+
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Query", "Scan", "Receive", "BatchGet", "Simulate", "Head",
+                      "TestEventPattern")
+READ_ONLY_METHODS = ("GET", "HEAD", "OPTIONS")
+HEADER = struct.Struct(">I")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+__all__ = ["Journal", "JournalError", "ReplayReport", "is_mutating", "operation", "policy"]
+
+
+def operation(environ: dict[str, Any], body: bytes) -> str | None:
+    """The AWS action of a request (X-Amz-Target, or Action= of the query protocol); None for REST."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    for text in (environ.get("QUERY_STRING", ""),
+                 body.decode("latin-1") if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "") else ""):
+        action = urllib.parse.parse_qs(text).get("Action")
+        if action:
+            return action[0]
+    return None
+
+
+def is_mutating(environ: dict[str, Any], body: bytes = b"") -> bool:
+    """Whether a request may change state (in doubt: yes, a journaled read only costs a record)."""
+    if environ.get("REQUEST_METHOD", "GET") in READ_ONLY_METHODS:
+        return False
+    action = operation(environ, body)
+    return action is None or not action.startswith(READ_ONLY_PREFIXES)
+
+
+# --------------------------------------------------------------------------------------------------
+# moto's random numbers, recorded with each request and drawn again on replay
+
+_TAPE = threading.local()  # .record: list while applying; .play: deque while replaying
+
+
+def _recorded(kind: str) -> Callable[[Any], Any]:
+    def make(original: Any) -> Any:
+        def draw(self: Any, *args: Any) -> Any:
+            play = getattr(_TAPE, "play", None)
+            if play:
+                entry = play.popleft()
+                if entry[0] == kind and list(entry[1:-1]) == list(args):
+                    return entry[-1]
+                _TAPE.diverged = True  # the request drew differently this time: moto's own draws from here
+                _TAPE.play = None
+            value = original(self, *args)
+            record = getattr(_TAPE, "record", None)
+            if record is not None:
+                record.append([kind, *args, value])
+            return value
+        return draw
+    return make
+
+
+_installed: list[Callable[[], None]] = []
+
+
+def _install_tape() -> None:
+    if not _installed:
+        _installed.append(motoapi.replace("random.getrandbits", _recorded("b")))
+        _installed.append(motoapi.replace("random.random", _recorded("f")))
+
+
+def _uninstall_tape() -> None:
+    while _installed:
+        _installed.pop()()
+
+
+# --------------------------------------------------------------------------------------------------
+# the journal
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did; `mismatched` lists requests answered differently than before the crash."""
+
+    replayed: int = 0
+    seconds: float = 0.0
+    mismatched: list[str] = field(default_factory=list)
+    diverged: int = 0  # requests whose random draws differed (ids may differ from the ones acknowledged)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"replayed": self.replayed, "seconds": round(self.seconds, 3),
+                "mismatched": len(self.mismatched), "diverged": self.diverged}
+
+
+class Journal:
+    """State-changing requests in apply order, durable before they are answered (see module doc)."""
+
+    def __init__(self, folder: Path, mode: str, start_after: int = 0):
+        self.mode = mode
+        self.log = GroupCommitLog(folder, "journal", mode, start_after)
+        self.apply_lock = threading.Lock()
+        _install_tape()
+
+    def close(self) -> None:
+        self.log.close()
+        _uninstall_tape()
+
+    @property
+    def last_lsn(self) -> int:
+        return self.log.next_lsn - 1
+
+    @contextlib.contextmanager
+    def applying(self) -> Iterator[list[Any]]:
+        """Hold the apply lock and record moto's random draws of this thread; yields the draws."""
+        draws: list[Any] = []
+        with self.apply_lock:
+            _TAPE.record = draws
+            try:
+                yield draws
+            finally:
+                _TAPE.record = None
+
+    def append(self, environ: dict[str, Any], body: bytes, status: int, draws: list[Any]) -> int:
+        """The request as moto saw it (call inside `applying()`); its lsn."""
+        kept = {key: value for key, value in environ.items()
+                if isinstance(value, str) and not key.startswith(("wsgi.", "werkzeug."))}
+        header = json.dumps({"env": kept, "status": status, "draws": draws}, separators=(",", ":")).encode()
+        return self.log.append(HEADER.pack(len(header)) + header + body)
+
+    def wait(self, lsn: int) -> None:
+        self.log.wait(lsn)
+
+    def serve(self, app: WSGIApp, environ: dict[str, Any], body: bytes,
+              start_response: Callable[..., Any]) -> list[bytes]:
+        """Apply a state-changing request through `app`, journal it, answer once it is durable."""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        answer: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            answer["status"], answer["headers"] = status, headers
+            return answer.setdefault("written", []).append
+
+        with self.applying() as draws:
+            result = app(environ, capture)
+            try:
+                chunks = [*answer.get("written", []), *result]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            code = int(answer["status"].split(" ", 1)[0])
+            lsn = self.append(environ, body, code, draws)
+        if code < 400:  # an error answer promises nothing; its record still keeps the apply order
+            self.wait(lsn)
+        start_response(answer["status"], answer["headers"])
+        return chunks
+
+    def replay(self, app: WSGIApp, after: int) -> ReplayReport:
+        """Apply every record after lsn `after` through `app`, in order, with the draws they made."""
+        report = ReplayReport()
+        started = time.perf_counter()
+        for lsn, payload in self.log.records(after):
+            (size,) = HEADER.unpack_from(payload)
+            header = json.loads(payload[HEADER.size:HEADER.size + size])
+            body = payload[HEADER.size + size:]
+            environ = dict(header["env"])
+            environ.update({"wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+                            "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": False,
+                            "wsgi.run_once": False})
+            answer: dict[str, Any] = {}
+
+            def capture(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
+                answer["status"] = status
+                return lambda data: None
+
+            _TAPE.play, _TAPE.diverged = collections.deque(header["draws"]), False
+            try:
+                result = app(environ, capture)
+                for _ in result:
+                    pass
+                getattr(result, "close", lambda: None)()
+                code = int(answer.get("status", "500").split(" ", 1)[0])
+            except Exception as error:  # noqa: BLE001 - one request must not stop the others
+                log.exception("replay of journal record %d failed", lsn)
+                code = 500
+                answer["status"] = f"500 {type(error).__name__}"
+            finally:
+                _TAPE.play = None
+            report.replayed += 1
+            report.diverged += bool(getattr(_TAPE, "diverged", False))
+            if (code < 400) != (header["status"] < 400):
+                report.mismatched.append(f"lsn {lsn} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')} "
+                                         f"{operation(environ, body) or ''}: {header['status']} before, "
+                                         f"{answer.get('status')} on replay")
+        report.seconds = time.perf_counter() - started
+        if report.mismatched:
+            log.error("journal replay: %d of %d requests answered differently than before the crash "
+                      "(their effect may be missing):\n%s", len(report.mismatched), report.replayed,
+                      "\n".join(report.mismatched[:20]))
+        return report
+
+
+def open_journal(folder: Path, start_after: int) -> Journal | None:
+    """The journal under `folder` per RETAIL_LOCALCLOUD_JOURNAL (None when off)."""
+    mode = policy()
+    if mode == "off":
+        return None
+    return Journal(folder, mode, start_after)
+
+
+__all__ += ["open_journal"]
