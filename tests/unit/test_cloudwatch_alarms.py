@@ -383,3 +383,20 @@ def test_the_clock_evaluates_without_being_asked(tmp_path: Any):
                 break
             time.sleep(0.2)
         assert cw.describe_alarms(AlarmNames=["clock"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+
+
+def test_state_and_history_survive_a_restart(tmp_path: Any):
+    env = {"RETAIL_LOCALCLOUD_EXECUTORS": "persistence,cloudwatch", "RETAIL_CLOUDWATCH_TICK_S": "3600"}
+    with lifecycle.running(tmp_path, env) as url:
+        port = int(url.rsplit(":", 1)[1])
+        cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        cw.put_metric_alarm(AlarmName="kept", Namespace="Kept", MetricName="M", Statistic="Sum", Period=10,
+                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
+                            TreatMissingData="breaching")
+        evaluate_now(url)
+        lifecycle.down(port)  # state kept
+        assert lifecycle.up(port) == url
+        assert cw.describe_alarms(AlarmNames=["kept"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+        summaries = [i["HistorySummary"] for i in cw.describe_alarm_history(AlarmName="kept")["AlarmHistoryItems"]]
+        assert summaries == ["Alarm updated from INSUFFICIENT_DATA to ALARM", 'Alarm "kept" created']
