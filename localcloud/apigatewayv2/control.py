@@ -185,8 +185,9 @@ def api_to_json(endpoint: Callable[[], str]) -> Callable[[Any], Any]:
 def stage_to_json(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     def to_json(self: Any) -> dict[str, Any]:
         answer = original(self)
-        if self.config.get("deploymentId"):
-            answer["deploymentId"] = self.config["deploymentId"]
+        for key in ("deploymentId", "apiGatewayManaged"):
+            if self.config.get(key):
+                answer[key] = self.config[key]
         return answer
     return to_json
 
@@ -207,6 +208,6 @@ def quick_create(original: Callable[..., Any]) -> Callable[..., Any]:
             credentials_arn=params.get("credentialsArn"), payload_format_version="1.0" if is_url else "2.0")
         api.create_route(api_key_required=False, authorization_scopes=[], authorization_type="NONE",
                          route_key=params.get("routeKey") or "$default", target=f"integrations/{integration.id}")
-        api.create_stage({"stageName": "$default", "autoDeploy": True})
+        api.create_stage({"stageName": "$default", "autoDeploy": True, "apiGatewayManaged": True})
         return status, headers, json.dumps(api.to_json())
     return create_api

@@ -15,8 +15,12 @@ What runs (AWS's behaviour for HTTP APIs):
 - HTTP_PROXY integrations call loopback URLs only (the local cloud must not reach the network): the
   `$default` route appends the request path, `{name}` placeholders take path parameters.
 - No stage, no deployment, no route or a route without integration: 404 {"message":"Not Found"}.
+- CORS (cors.py): with a CorsConfiguration, preflight requests are answered by the gateway and the
+  configured headers replace the integration's.
 Not modelled, and refused with a 500 whose message says so: authorizers (JWT, Lambda, IAM) on a
-route, WebSocket APIs, AWS service integrations; the 30 s integration timeout is the function's own.
+route, parameter mapping on an integration, WebSocket APIs, AWS service integrations, VPC links.
+Not modelled and not refused: route throttling settings, access logs, custom domains; the 30 s
+integration timeout is the function's own.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from werkzeug.wrappers import Request
 from localcloud import motoapi
 from localcloud.apigateway.integrations import HOP_HEADERS, is_local_host
 from localcloud.apigateway.security import lambda_arn_from_uri
-from localcloud.apigatewayv2 import control, events, routing
+from localcloud.apigatewayv2 import control, cors, events, routing
 from localcloud.apigatewayv2.events import BadAnswer, HttpRequest, HttpResponse
 from localcloud.executors import CloudContext, JSONPayload, LambdaInvokeError, WSGIApp
 from localcloud.notifications.executor import function_policy, policy_allows
@@ -132,7 +136,16 @@ class HttpApiExecutor:
             raise Refused(500, f"The local cloud serves HTTP APIs only, not {api.protocol_type} API {api.api_id}")
         if api.disable_execute_api_endpoint:
             raise Refused(403, "Forbidden")
-        path = matched["rest"] or "/"
+        method = http.method.upper()
+        lower_headers = {k.lower(): v for k, v in http.headers.items()}
+        answered = cors.preflight(api, method, lower_headers)
+        if answered is not None:
+            return answered
+        answer = self.run_route(http, api, method, matched["rest"] or "/", request_id)
+        return cors.decorate(api, lower_headers.get("origin"), answer)
+
+    def run_route(self, http: Request, api: Any, method: str, path: str, request_id: str) -> HttpResponse:
+        """Stage, deployment, route and integration for `method path`, then the integration's answer."""
         split = routing.split_stage(path, api.stages)
         if split is None:
             raise not_found()
@@ -142,7 +155,6 @@ class HttpApiExecutor:
         if deployed is None:
             raise not_found()
         routes, integrations = deployed
-        method = http.method.upper()
         chosen = routing.select_route(routes, method, stage_path)
         if chosen is None:
             raise not_found()
@@ -163,6 +175,9 @@ class HttpApiExecutor:
             time_epoch_ms=int(now.timestamp() * 1000), time_text=now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             path_parameters=chosen.path_parameters, stage_variables=dict(stage.stage_variables or {}),
         )
+        if integration.request_parameters or integration.response_parameters:
+            raise Refused(500, f"The local cloud does not apply parameter mapping (RequestParameters / "
+                               f"ResponseParameters) of HTTP API integration {integration.id}")
         kind = (integration.integration_type or "").upper()
         if kind == "AWS_PROXY" and not integration.integration_subtype:
             return self.run_lambda(request, integration)

@@ -273,3 +273,34 @@ def test_deployments_and_routes_survive_a_restart(tmp_path_factory: pytest.TempP
         lifecycle.up(port)
         assert apigw.get_stage(ApiId=api_id, StageName="prod")["DeploymentId"] == deployment
         assert call(f"{api_url}/prod/speeders")[0] == 200
+
+
+def test_cors_preflight_and_headers_when_configured(endpoint: str, echo: str):
+    apigw = client(endpoint, "apigatewayv2")
+    api_id, url = http_api(endpoint, "cors", echo, ["GET /speeders"])
+    allow_api(endpoint, "http-echo", api_id)
+    origin = {"Origin": "https://dashboard.example.com"}
+    assert "Access-Control-Allow-Origin" not in call(f"{url}/speeders", headers=origin)[1]
+    apigw.update_api(ApiId=api_id, CorsConfiguration={"AllowOrigins": ["https://dashboard.example.com"],
+                                                      "AllowMethods": ["GET"], "MaxAge": 300})
+    status, headers, _ = call(f"{url}/speeders", "OPTIONS", headers={**origin, "Access-Control-Request-Method": "GET"})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "https://dashboard.example.com"
+    assert headers["Access-Control-Allow-Methods"] == "GET" and headers["Access-Control-Max-Age"] == "300"
+    status, headers, _ = call(f"{url}/speeders", headers=origin)
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://dashboard.example.com"
+    assert "Access-Control-Allow-Origin" not in call(f"{url}/speeders", headers={"Origin": "https://evil.test"})[1]
+
+
+def test_parameter_mapping_and_authorizers_are_refused_loudly(endpoint: str, echo: str):
+    apigw = client(endpoint, "apigatewayv2")
+    api_id, url = http_api(endpoint, "refusals", echo, ["GET /mapped"])
+    allow_api(endpoint, "http-echo", api_id)
+    integration = apigw.get_integrations(ApiId=api_id)["Items"][0]["IntegrationId"]
+    apigw.update_integration(ApiId=api_id, IntegrationId=integration,
+                             RequestParameters={"overwrite:path": "/elsewhere"})
+    status, _, body = call(f"{url}/mapped")
+    assert status == 500 and "parameter mapping" in json.loads(body)["message"]
+    apigw.create_route(ApiId=api_id, RouteKey="GET /secured", AuthorizationType="AWS_IAM",
+                       Target=f"integrations/{integration}")
+    status, _, body = call(f"{url}/secured")
+    assert status == 500 and "authorizers" in json.loads(body)["message"]
