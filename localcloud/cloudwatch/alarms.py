@@ -201,7 +201,8 @@ def run_action(backend: Any, alarm: Any, arn: str, old_state: str, when: datetim
     try:
         if len(parts) < 6 or parts[2] != "sns":
             raise ValueError(f"the local cloud runs SNS topic actions only, not {arn}")
-        message_id = sns_backends[parts[4]][parts[3]].publish(message=json.dumps(body), arn=arn, subject=subject)
+        message = json.dumps(body, separators=(",", ":"))  # compact, as CloudWatch sends it
+        message_id = sns_backends[parts[4]][parts[3]].publish(message=message, arn=arn, subject=subject)
     except Exception as error:  # AWS records a failed action in the alarm's history; the alarm moves on
         log.warning("alarm %s: action %s failed: %s", alarm.name, arn, error)
         record(backend, alarm, "Action", f"Failed to execute action {arn}",
