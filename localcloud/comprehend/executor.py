@@ -7,7 +7,8 @@ supports but the local lexicon does not (anything but `en`) fails with Unsupport
 naming the call, rather than a made-up answer; Text of 1 to 5,000 bytes of UTF-8
 (TextSizeLimitExceededException above); at most 25 documents a batch (BatchSizeLimitExceededException).
 A batch's ResultList carries each document's Index; ErrorList is empty (every document that passes the
-checks gets a result).
+checks gets a result). DetectDominantLanguage / BatchDetectDominantLanguage are refused with an
+InvalidRequestException that says the local cloud does not identify languages.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from localcloud.executors import CloudContext, WSGIApp
 
 TARGET_PREFIX = "Comprehend_20171127."
 JSON_TYPE = "application/x-amz-json-1.1"
+# moto lacks these and answers a bare NotImplementedError: refused here in AWS's error shape, naming the call.
+NOT_COMPUTED = ("DetectDominantLanguage", "BatchDetectDominantLanguage")
 
 
 class ComprehendError(Exception):
@@ -100,9 +103,15 @@ class ComprehendExecutor:
             self._undo = None
 
     def route(self, request: Request) -> WSGIApp | None:
-        if request.headers.get("X-Amz-Target") != TARGET_PREFIX + "BatchDetectSentiment":
-            return None
-        return self._batch
+        target = request.headers.get("X-Amz-Target", "")
+        if target == TARGET_PREFIX + "BatchDetectSentiment":
+            return self._batch
+        if target.removeprefix(TARGET_PREFIX) in NOT_COMPUTED:
+            operation = target.removeprefix(TARGET_PREFIX)
+            return _answer(400, {"__type": "InvalidRequestException", "message": f"{operation}: the local cloud "
+                                 "does not identify languages offline (it computes DetectSentiment and "
+                                 "BatchDetectSentiment for English)"}, "InvalidRequestException")
+        return None
 
     def _batch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         body = Request(environ).get_json(force=True, silent=True)

@@ -110,3 +110,9 @@ def test_a_transformation_lambda_calls_comprehend(endpoint: str):
 def test_scores_in_process():
     for text in (POSITIVE, NEGATIVE, NEUTRAL, MIXED, "!!!"):
         assert_scores(sentiment.detect(text))
+
+
+def test_language_detection_is_refused_by_name(endpoint: str):
+    comprehend = client(endpoint, "comprehend")
+    with pytest.raises(comprehend.exceptions.InvalidRequestException, match="DetectDominantLanguage"):
+        comprehend.detect_dominant_language(Text="Hello there")
