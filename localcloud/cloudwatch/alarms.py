@@ -1,7 +1,8 @@
 """Alarms over moto's CloudWatch state: evaluate, change state, record history, notify SNS.
 
 Everything here reads and writes moto's objects in place (alarms, metric data, topics), so what an
-alarm did survives a restart with the rest of the state. History items live on the backend, in the
+alarm did survives a restart with the rest of the state. Every state change also goes to EventBridge's
+default bus as a "CloudWatch Alarm State Change" event, as AWS sends it. History items live on the backend, in the
 shape DescribeAlarmHistory answers.
 """
 
@@ -173,6 +174,9 @@ def change_state(backend: Any, alarm: Any, state: str, reason: str, reason_data:
     the StateUpdate, run the new state's actions when ActionsEnabled; returns what the actions did."""
     old_state = old_state or alarm.state_value
     old_reason = alarm.state_reason if old_reason is None else old_reason
+    previous = {"reason": old_reason, "reasonData": alarm.state_reason_data,
+                "timestamp": ev.iso(getattr(alarm, "state_transitioned_timestamp", alarm.state_updated_timestamp)),
+                "value": old_state}
     alarm.state_value, alarm.state_reason, alarm.state_reason_data = state, reason, reason_data
     alarm.state_updated_timestamp = alarm.state_transitioned_timestamp = when
     new_state: dict[str, Any] = {"stateValue": state, "stateReason": reason}
@@ -185,6 +189,7 @@ def change_state(backend: Any, alarm: Any, state: str, reason: str, reason_data:
     record(backend, alarm, "StateUpdate", f"Alarm updated from {old_state} to {state}",
            {"version": "1.0", "oldState": {"stateValue": old_state, "stateReason": old_reason},
             "newState": new_state}, when)
+    send_state_change_event(backend, alarm, previous, when)
     if not alarm.actions_enabled:
         return []
     actions = {ev.ALARM: alarm.alarm_actions, ev.OK: alarm.ok_actions,
@@ -213,6 +218,37 @@ def run_action(backend: Any, alarm: Any, arn: str, old_state: str, when: datetim
            {"actionState": "Succeeded", "stateUpdateTimestamp": int(ev.utc(when).timestamp() * 1000),
             "notificationResource": arn, "publishedMessage": {"messageId": message_id}}, now_utc())
     return {"Action": arn, "Status": "delivered", "MessageId": message_id}
+
+
+def state_change_event(alarm: Any, previous: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """The detail of the "CloudWatch Alarm State Change" event CloudWatch sends to EventBridge."""
+    state = {"reason": alarm.state_reason, "reasonData": alarm.state_reason_data, "timestamp": ev.iso(when),
+             "value": alarm.state_value}
+    if is_composite(alarm):
+        configuration: dict[str, Any] = {"alarmRule": alarm.rule, "description": alarm.description}
+    else:
+        namespace, name, dimensions, period, _ = metric_of(alarm)
+        configuration = {"description": alarm.description, "metrics": [{
+            "id": f"{alarm.name}-m1", "returnData": True, "metricStat": {
+                "metric": {"dimensions": {d.name: d.value for d in dimensions}, "name": name, "namespace": namespace},
+                "period": period, "stat": statistic_of(alarm)}}]}
+    configuration = {k: v for k, v in configuration.items() if v is not None}
+    return {"alarmName": alarm.name, "configuration": configuration,
+            "previousState": {k: v for k, v in previous.items() if v is not None},
+            "state": {k: v for k, v in state.items() if v is not None}}
+
+
+def send_state_change_event(backend: Any, alarm: Any, previous: dict[str, Any], when: datetime) -> None:
+    """AWS guarantees this event on every state change; rules on the default bus receive it."""
+    from localcloud.motoapi import events_backends
+
+    try:
+        events_backends[backend.account_id][backend.region_name].put_events([{
+            "Source": "aws.cloudwatch", "DetailType": "CloudWatch Alarm State Change",
+            "Detail": json.dumps(state_change_event(alarm, previous, when)), "Resources": [alarm.alarm_arn],
+            "Time": ev.utc(when).timestamp()}])
+    except Exception:  # a broken rule must not stop the alarm (EventBridge retries on AWS)
+        log.exception("alarm %s: state change event not delivered", alarm.name)
 
 
 def notification(backend: Any, alarm: Any, old_state: str, when: datetime) -> dict[str, Any]:

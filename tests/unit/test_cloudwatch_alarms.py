@@ -400,3 +400,30 @@ def test_state_and_history_survive_a_restart(tmp_path: Any):
         assert cw.describe_alarms(AlarmNames=["kept"])["MetricAlarms"][0]["StateValue"] == "ALARM"
         summaries = [i["HistorySummary"] for i in cw.describe_alarm_history(AlarmName="kept")["AlarmHistoryItems"]]
         assert summaries == ["Alarm updated from INSUFFICIENT_DATA to ALARM", 'Alarm "kept" created']
+
+
+def test_state_changes_reach_eventbridge_rules(aws: Any, endpoint: str):
+    events, sqs = aws("events"), aws("sqs")
+    url = sqs.create_queue(QueueName=unique("alarm-events"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    name = unique("evented")
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.cloudwatch"],
+                                                        "detail-type": ["CloudWatch Alarm State Change"],
+                                                        "detail": {"alarmName": [name]}}))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    aws("cloudwatch").put_metric_alarm(
+        AlarmName=name, AlarmDescription="evented", Namespace="Evented", MetricName="M",
+        Dimensions=[{"Name": "shop", "Value": "uk"}], Statistic="Sum", Period=10, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="GreaterThanThreshold", TreatMissingData="breaching")
+    evaluate_now(endpoint)
+    [event] = [json.loads(body) for body in drain(aws, url)]
+    assert event["source"] == "aws.cloudwatch" and event["detail-type"] == "CloudWatch Alarm State Change"
+    assert event["resources"] == [f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"]
+    detail = event["detail"]
+    assert detail["alarmName"] == name
+    assert detail["state"]["value"] == "ALARM" and detail["previousState"]["value"] == "INSUFFICIENT_DATA"
+    assert detail["previousState"]["reason"] == "Unchecked: Initial alarm creation"
+    assert detail["state"]["reason"].startswith("Threshold Crossed: no datapoints were received for 1 period")
+    assert detail["configuration"]["description"] == "evented"
+    assert detail["configuration"]["metrics"][0]["metricStat"] == {
+        "metric": {"dimensions": {"shop": "uk"}, "name": "M", "namespace": "Evented"}, "period": 10, "stat": "Sum"}
