@@ -1,0 +1,103 @@
+"""Unimplemented is loud: calls the local cloud cannot perform fail with an error naming the call.
+
+moto answers many calls by recording them: a Glue job run that turns SUCCEEDED without running its
+script, a SageMaker training job that trains nothing, canned Textract text. A workbook built on such an
+answer would pass offline and fail on AWS. This executor claims those requests (`catalog.py` lists them
+with the reason) before moto sees them and answers HTTP 501 in the service's own error shape: JSON
+`{"__type": "NotImplemented", "message": ...}`, REST-JSON the same with `x-amzn-ErrorType`, query
+`<ErrorResponse><Error><Code>NotImplemented</Code>...`. botocore raises a ClientError whose code is
+`NotImplemented` and whose message names the service and operation; it does not retry a 501.
+
+It is the last executor: any executor that comes to perform one of these calls claims it first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from io import BytesIO
+from typing import Any, Mapping
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from werkzeug.wrappers import Request
+
+from localcloud.executor_base import respond
+from localcloud.executors import CloudContext, WSGIApp
+from localcloud.unsupported.catalog import NOT_PERFORMED, STATUS, Catalog, Unperformed, build
+
+log = logging.getLogger("localcloud.unsupported")
+
+_SIGNING_NAME = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+
+
+def signing_name(environ: Mapping[str, Any]) -> str | None:
+    """The service a SigV4 request was signed for (None for an unsigned request)."""
+    match = _SIGNING_NAME.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else None
+
+
+def error_app(entry: Unperformed) -> WSGIApp:
+    """The refusal, as the service would word an error."""
+    message = entry.message
+    if entry.protocol == "query":
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{NOT_PERFORMED}</Code>"
+                f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+        return respond(STATUS, body.encode(), "text/xml", request_id=True)
+    content_type = f"application/x-amz-json-{entry.json_version}" if entry.protocol == "json" else "application/json"
+    payload = json.dumps({"__type": NOT_PERFORMED, "message": message}).encode()
+    return respond(STATUS, payload, content_type, request_id=True,
+                   headers=[("x-amzn-ErrorType", NOT_PERFORMED)])
+
+
+def _form(environ: dict[str, Any]) -> dict[str, list[str]]:
+    """A query request's parameters; the body is put back so moto still reads it when not claimed."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ.get("wsgi.input")
+    body = stream.read(length) if stream is not None and length > 0 else b""
+    environ["wsgi.input"] = BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return {**parse_qs(environ.get("QUERY_STRING", "")), **parse_qs(body.decode("utf-8", "replace"))}
+
+
+class UnsupportedCalls:
+    """Claims the calls in the catalog and refuses them."""
+
+    name = "unsupported"
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.catalog = catalog
+        self.refused = 0
+
+    def start(self, cloud: CloudContext) -> None:
+        if self.catalog is None:
+            self.catalog = build()
+
+    def stop(self) -> None:
+        pass
+
+    def route(self, request: Request) -> WSGIApp | None:
+        if self.catalog is None:
+            return None
+        environ = request.environ
+        method = environ.get("REQUEST_METHOD", "GET")
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        signed_for = signing_name(environ)
+        entry = self.catalog.find(target, signed_for, method, environ.get("PATH_INFO", "/"))
+        if entry is None and target is None and method == "POST" and signed_for in self.catalog.query_services \
+                and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            entry = self.catalog.query_action(signed_for, (_form(environ).get("Action") or [None])[0])
+        if entry is None:
+            return None
+        self.refused += 1
+        log.warning("refused %s %s: not performed by the local cloud", entry.service, entry.operation)
+        return error_app(entry)
+
+
+def make_executor() -> UnsupportedCalls:
+    return UnsupportedCalls()
