@@ -43,8 +43,13 @@ EVALUATE_ROUTE = "/_localcloud/cloudwatch/evaluate"
 DEFAULT_TICK_S = 10.0
 
 
+class InvalidAlarm(ValueError):
+    """A definition AWS itself rejects (its documented limits on Period, EvaluationPeriods, DatapointsToAlarm)."""
+
+
 def validate_alarm(kwargs: dict[str, Any]) -> None:
-    """Refuse an alarm the local cloud would not evaluate as AWS does (AlarmDefinitionError)."""
+    """Refuse an alarm AWS refuses (InvalidAlarm), or one the local cloud would not evaluate as AWS does
+    (AlarmDefinitionError)."""
     for key in ("alarm_actions", "ok_actions", "insufficient_data_actions"):
         for arn in kwargs.get(key) or []:
             if str(arn).split(":")[2:3] != ["sns"]:
@@ -55,6 +60,15 @@ def validate_alarm(kwargs: dict[str, Any]) -> None:
     if kwargs.get("threshold_metric_id"):
         raise ev.AlarmDefinitionError("anomaly detection bands (ThresholdMetricId) are not evaluated by the local cloud")
     queries = kwargs.get("metric_data_queries") or []
+    period = int(queries[0].metric_stat.period) if queries and queries[0].metric_stat else kwargs.get("period")
+    periods, needed = int(kwargs.get("evaluation_periods") or 0), kwargs.get("datapoints_to_alarm")
+    if period is None or not (int(period) in (10, 20, 30) or (int(period) > 0 and int(period) % 60 == 0)):
+        raise InvalidAlarm(f"Period {period} is not valid: use 10, 20, 30 or a multiple of 60 seconds")
+    if periods < 1 or int(period) * periods > (86_400 if int(period) < 3600 else 604_800):
+        raise InvalidAlarm("Period x EvaluationPeriods can be at most one day for periods under an hour, "
+                           "seven days otherwise")
+    if needed is not None and not 1 <= int(needed) <= periods:
+        raise InvalidAlarm("DatapointsToAlarm must be between 1 and EvaluationPeriods")
     if queries:
         if len(queries) != 1 or queries[0].expression or queries[0].metric_stat is None:
             raise ev.AlarmDefinitionError("metric math (Metrics with Expression) is not evaluated by the local cloud; "
@@ -137,6 +151,8 @@ class CloudWatchExecutor:
             def put_metric_alarm(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
                 try:
                     validate_alarm(kwargs)
+                except InvalidAlarm as error:
+                    raise motoapi.CloudWatchValidationError(str(error)) from None
                 except ev.AlarmDefinitionError as error:
                     call = "PutCompositeAlarm" if kwargs.get("rule") is not None else "PutMetricAlarm"
                     raise motoapi.CloudWatchValidationError(f"{call}: {error}") from None

@@ -427,3 +427,17 @@ def test_state_changes_reach_eventbridge_rules(aws: Any, endpoint: str):
     assert detail["configuration"]["description"] == "evented"
     assert detail["configuration"]["metrics"][0]["metricStat"] == {
         "metric": {"dimensions": {"shop": "uk"}, "name": "M", "namespace": "Evented"}, "period": 10, "stat": "Sum"}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"Period": 15}, "Period 15 is not valid"),
+    ({"Period": 60, "EvaluationPeriods": 1441}, "at most one day"),
+    ({"Period": 60, "EvaluationPeriods": 2, "DatapointsToAlarm": 3}, "DatapointsToAlarm must be between"),
+])
+def test_aws_limits_on_periods(aws: Any, settings: dict[str, Any], message: str):
+    arguments = {"EvaluationPeriods": 1, **settings}
+    with pytest.raises(ClientError, match=message) as caught:
+        aws("cloudwatch").put_metric_alarm(AlarmName=unique("limits"), Namespace="N", MetricName="M",
+                                           Statistic="Sum", Threshold=1, ComparisonOperator="GreaterThanThreshold",
+                                           **arguments)
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
