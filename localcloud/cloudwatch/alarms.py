@@ -290,7 +290,10 @@ def evaluate_backend(backend: Any, now: datetime) -> list[dict[str, Any]]:
     moves, so a composite of composites settles in the same round). Returns the transitions."""
     moved: list[dict[str, Any]] = []
     alarms = list(backend.alarms.values())
-    metrics = index_metrics(backend.get_all_metrics()) if any(not is_composite(a) for a in alarms) else {}
+    watched = {metric_of(a)[0] for a in alarms if not is_composite(a)}
+    # moto computes AWS's own metrics (AWS/S3 bucket sizes: a walk over every key) on each read: only when watched
+    data = backend.get_all_metrics() if any(str(ns).startswith("AWS/") for ns in watched) else backend.metric_data
+    metrics = index_metrics(data) if watched else {}
     for alarm in alarms:
         if not is_composite(alarm):
             _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_metric_alarm(a, metrics, now)), now, moved)

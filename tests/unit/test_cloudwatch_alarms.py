@@ -441,3 +441,18 @@ def test_aws_limits_on_periods(aws: Any, settings: dict[str, Any], message: str)
                                            Statistic="Sum", Threshold=1, ComparisonOperator="GreaterThanThreshold",
                                            **arguments)
     assert caught.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_alarm_on_an_aws_metric_moto_provides(aws: Any, endpoint: str):
+    bucket = unique("lake")
+    aws("s3").create_bucket(Bucket=bucket)
+    for key in ("a", "b", "c"):
+        aws("s3").put_object(Bucket=bucket, Key=key, Body=b"x")
+    name = unique("objects")
+    aws("cloudwatch").put_metric_alarm(
+        AlarmName=name, Namespace="AWS/S3", MetricName="NumberOfObjects", Statistic="Average", Period=86400,
+        EvaluationPeriods=1, Threshold=2, ComparisonOperator="GreaterThanThreshold",
+        Dimensions=[{"Name": "StorageType", "Value": "AllStorageTypes"}, {"Name": "BucketName", "Value": bucket}])
+    evaluate_now(endpoint)
+    assert state(aws, name)["StateValue"] == "ALARM"
+    assert json.loads(state(aws, name)["StateReasonData"])["recentDatapoints"] == [3.0]
