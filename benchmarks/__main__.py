@@ -115,6 +115,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "apigateway": _module("apigateway_proxy"),
     "warehouse": _module("warehouse_copy"),
     "dashboard": _module("bi_dashboard"),
+    "lake": _module("lake_sql"),
     "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 10-15 minutes
     "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
 }

@@ -241,8 +241,8 @@ def utility(sql: str, glue: Any, database: str, lake: Lake) -> Result | None:
     if cursor.peek("CREATE", "EXTERNAL", "TABLE"):
         return create_external_table(sql, glue, database)
     if cursor.peek("CREATE", "TABLE") and not re.search(r"\)?\s+AS\s*\(?\s*(SELECT|WITH)\b", sql, re.I):
-        raise QueryFailed("Only external table creation is supported. Use CREATE EXTERNAL TABLE ... LOCATION, "
-                          "or CREATE TABLE ... AS SELECT", error_type=1004)
+        raise QueryFailed("Only external table creation is supported: CREATE EXTERNAL TABLE ... LOCATION, or "
+                          "CREATE TABLE ... AS SELECT (the local Athena has no Iceberg tables)", error_type=1004)
     if cursor.peek("MSCK", "REPAIR", "TABLE"):
         return repair(sql, glue, database, lake)
     if cursor.take("CREATE", "DATABASE") or cursor.take("CREATE", "SCHEMA"):

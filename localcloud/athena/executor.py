@@ -322,8 +322,10 @@ class Athena:
                 tree = engine.parse(sql)
                 from sqlglot import exp
 
-                if isinstance(tree, exp.Create) and isinstance(tree.expression, (exp.Select, exp.Union, exp.With)) \
-                        or (isinstance(tree, exp.Create) and tree.expression is not None):
+                if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() != "TABLE":
+                    raise QueryFailed(f"NOT_SUPPORTED: the local Athena does not create "
+                                      f"{str(tree.args.get('kind') or 'that').upper()}S", error_type=1005)
+                if isinstance(tree, exp.Create) and tree.expression is not None:
                     result = engine.ctas(tree, glue, query.database.lower(), reading,
                                          query.output.rsplit("/", 1)[0] + "/", query.id)
                 elif isinstance(tree, (exp.Select, exp.Union, exp.Subquery, exp.Values)) or tree.find(exp.Select) \

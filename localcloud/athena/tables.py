@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from typing import Any
 
 from localcloud.glue import formats
 from localcloud.glue.lake import Lake, LakeError, S3Object, folder
+
+
+CACHE_BYTES = int(os.environ.get("RETAIL_ATHENA_CACHE_MB", "2048")) * 1024 * 1024
 
 
 class QueryFailed(Exception):
@@ -83,6 +87,39 @@ class Reading:
             self.objects += 1
         return path
 
+    def trim(self) -> None:
+        """Keep the cache under CACHE_BYTES: the least recently written files go first."""
+        entries = sorted((p.stat().st_mtime, p.stat().st_size, p) for p in self.cache.iterdir()
+                         if p.is_file() and not p.name.endswith(".part"))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in entries:
+            if total <= CACHE_BYTES:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+    def combined(self, objects: list[S3Object], suffix: str, skip_lines: int = 0) -> Path:
+        """One local file holding the lines of several text objects (a partition's files), each object's
+        first `skip_lines` lines (its header) left out: DuckDB reads one file much faster than hundreds
+        of small ones."""
+        signature = "\n".join(f"{o.bucket}/{o.key}/{o.etag}/{o.size}" for o in objects) + f"\n{skip_lines}"
+        path = self.cache / f"{hashlib.sha1(signature.encode()).hexdigest()}.{suffix}"
+        if not path.exists():
+            temporary = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+            with open(temporary, "wb") as handle:
+                for obj in objects:
+                    data = self.lake.read(obj)
+                    if skip_lines:
+                        data = b"".join(data.split(b"\n", skip_lines)[skip_lines:])
+                    handle.write(data if data.endswith(b"\n") or not data else data + b"\n")
+            temporary.replace(path)
+        for obj in objects:
+            if obj.url not in self._done:
+                self._done.add(obj.url)
+                self.scanned += obj.size
+                self.objects += 1
+        return path
+
 
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
@@ -107,16 +144,19 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
                 sources.append((folder(location), tuple(str(v) for v in part.get("Values") or [])))
     else:
         sources.append((folder(table.location), ()))
+    serde = table.descriptor.get("SerdeInfo") or {}
+    parameters = {**(table.definition.get("Parameters") or {}), **(serde.get("Parameters") or {})}
+    skip = int(parameters.get("skip.header.line.count") or 0) if kind == "csv" else 0
     files: list[tuple[str, tuple[str, ...]]] = []
     for location, values in sources:
         try:
-            objects = reading.lake.objects(location)
+            objects = [obj for obj in reading.lake.objects(location) if obj.size > 0]
         except LakeError as error:
             raise QueryFailed(f"HIVE_PATH_NOT_FOUND: {error}", error_type=1003) from None
-        for obj in objects:
-            if obj.size == 0:
-                continue
-            files.append((str(reading.fetch(obj, kind)), values))
+        if kind == "parquet":
+            files += [(str(reading.fetch(obj, kind)), values) for obj in objects]
+        elif objects:
+            files.append((str(reading.combined(objects, kind, skip)), values))
     columns = [(name, kind_name) for name, kind_name in table.columns if name not in {k for k, _ in keys}]
     key_select = ", ".join(f"CAST(f.{_ident('k' + str(i))} AS {formats.duck_type(t)}) AS {_ident(k)}"
                            for i, (k, t) in enumerate(keys))
@@ -126,10 +166,10 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
         connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS SELECT {select} WHERE false")
         return
     file_table = f"{view}__files"
-    connection.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(file_table)} (filename VARCHAR"
-                       + "".join(f", {_ident('k' + str(i))} VARCHAR" for i in range(len(keys))) + ")")
-    connection.executemany(f"INSERT INTO {_ident(file_table)} VALUES ({', '.join(['?'] * (len(keys) + 1))})",
-                           [[name, *values] for name, values in files])
+    header = ", ".join(["filename"] + [_ident(f"k{i}") for i in range(len(keys))])
+    literal = ", ".join("(" + ", ".join(_sql_text(v) for v in (name, *values)) + ")" for name, values in files)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(file_table)} AS "
+                       f"SELECT * FROM (VALUES {literal}) AS v({header})")
     names = [name for name, _ in files]
     listing = "[" + ", ".join(_sql_text(n) for n in names) + "]"
     if kind == "json":
@@ -144,14 +184,11 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
         values = [f"r.{_ident(present[n])} AS {_ident(n)}" if n in present
                   else f"CAST(NULL AS {formats.duck_type(t)}) AS {_ident(n)}" for n, t in columns]
     elif kind == "csv":
-        serde = table.descriptor.get("SerdeInfo") or {}
-        parameters = {**(table.definition.get("Parameters") or {}), **(serde.get("Parameters") or {})}
-        skip = int(parameters.get("skip.header.line.count") or 0)
         opencsv = serde.get("SerializationLibrary") == formats.OPENCSV_SERDE
         delimiter = parameters.get("separatorChar" if opencsv else "field.delim") or parameters.get("delimiter") or ","
         quote = parameters.get("quoteChar", '"') if opencsv else ""
         spec = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns))) + "}"
-        reader = (f"read_csv({listing}, header=false, skip={skip}, delim={_sql_text(delimiter)}, "
+        reader = (f"read_csv({listing}, header=false, skip=0, delim={_sql_text(delimiter)}, "
                   f"quote={_sql_text(quote)}, escape={_sql_text(quote)}, columns={spec}, filename=true, "
                   f"null_padding=true, strict_mode=false, nullstr={_sql_text('' if opencsv else chr(92) + 'N')})")
         values = [f"r.c{i} AS {_ident(n)}" if t == "string" else
@@ -163,8 +200,29 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
         values = [f"CAST(r.{_ident(present[n])} AS {formats.duck_type(t)}) AS {_ident(n)}" if n in present
                   else f"CAST(NULL AS {formats.duck_type(t)}) AS {_ident(n)}" for n, t in columns]
     select = ", ".join(values + ([key_select] if key_select else []))
-    connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS SELECT {select} FROM {reader} r "
-                       f"JOIN {_ident(file_table)} f ON r.filename = f.filename")
+    body = f"SELECT {select} FROM {reader} r JOIN {_ident(file_table)} f ON r.filename = f.filename"
+    if kind == "parquet":
+        connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS {body}")
+        return
+    # Text objects are parsed once into a columnar copy, keyed by their etags and the table's definition:
+    # the next query over the same objects reads that copy (Athena's statistics still count the objects).
+    body_key = body.replace(_ident(file_table), "__files") + literal
+    cached = reading.cache / f"{hashlib.sha1(body_key.encode()).hexdigest()}.columnar.parquet"
+    if not cached.exists():
+        import duckdb
+
+        temporary = cached.with_name(f"{cached.name}.{threading.get_ident()}.part")
+        try:
+            connection.execute(f"COPY ({body}) TO {_sql_text(str(temporary))} (FORMAT PARQUET)")
+        except duckdb.Error as error:
+            temporary.unlink(missing_ok=True)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise QueryFailed(f"HIVE_BAD_DATA: Error parsing the {kind} objects of table "
+                              f"'{table.database}.{table.name}': {first}", error_type=1002) from None
+        temporary.replace(cached)
+        reading.trim()
+    connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS "
+                       f"SELECT * FROM read_parquet({_sql_text(str(cached))})")
 
 
 def _json_keys(files: list[str]) -> dict[str, str]:
@@ -172,8 +230,11 @@ def _json_keys(files: list[str]) -> dict[str, str]:
     matches keys case-insensitively)."""
     found: dict[str, str] = {}
     for name in files:
-        data = Path(name).read_bytes()
-        lines = [line for line in (data[:65536].split(b"\n", 1)[0], data[-65536:].rstrip(b"\n").rsplit(b"\n", 1)[-1])]
+        with open(name, "rb") as handle:
+            head = handle.read(65536)
+            handle.seek(max(0, handle.seek(0, 2) - 65536))
+            tail = handle.read()
+        lines = [head.split(b"\n", 1)[0], tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]]
         for line in lines:
             try:
                 row = json.loads(line)

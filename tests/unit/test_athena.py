@@ -168,6 +168,10 @@ def test_bad_sql_and_unknown_tables_fail_with_athena_reasons(endpoint: str, lake
         "TABLE_NOT_FOUND: line 1:15: Table 'awsdatacatalog.retail.nowhere' does not exist"
     column = run(athena, "SELECT no_such_column FROM raw")
     assert column["Status"]["StateChangeReason"].startswith("COLUMN_NOT_FOUND")
+    for refused in ("CREATE VIEW retail.v AS SELECT 1 AS x", "INSERT INTO raw SELECT * FROM raw"):
+        execution = run(athena, refused)
+        assert execution["Status"]["State"] == "FAILED"
+        assert execution["Status"]["StateChangeReason"].startswith("NOT_SUPPORTED")
     with pytest.raises(ClientError) as not_done:
         athena.get_query_results(QueryExecutionId=missing["QueryExecutionId"])
     assert not_done.value.response["Error"]["Code"] == "InvalidRequestException"
@@ -237,3 +241,30 @@ def test_values_as_athena_renders_them():
 def test_result_csv_round_trip_keeps_nulls_apart_from_empty_text():
     text = results.csv_text(["a", "b"], [("x,\"y\"", None), ("", "line\nbreak")])
     assert results.read_csv(text, header=True) == [("x,\"y\"", None), ("", "line\nbreak")]
+
+
+def test_csv_tables_delimited_and_opencsv_with_execution_parameters(endpoint: str, lake: dict[str, Any]):
+    athena, s3 = client(endpoint, "athena"), client(endpoint, "s3")
+    s3.put_object(Bucket=BUCKET, Key="csv/plain/a.csv", Body=b"invoice,quantity,price\n536365,6,2.55\n536366,2,\n")
+    s3.put_object(Bucket=BUCKET, Key="csv/plain/b.csv", Body=b"invoice,quantity,price\n536367,4,1.5\n")
+    s3.put_object(Bucket=BUCKET, Key="csv/quoted/a.csv",
+                  Body=b'"invoice","description"\n"536365","SET OF 3, RED"\n"536366","HEART ""LOVE"""\n')
+    ok(athena, """CREATE EXTERNAL TABLE retail.plain (invoice string, quantity bigint, price double)
+                  ROW FORMAT DELIMITED FIELDS TERMINATED BY ',' LOCATION 's3://lake/csv/plain/'
+                  TBLPROPERTIES ('skip.header.line.count'='1')""")
+    ok(athena, """CREATE EXTERNAL TABLE retail.quoted (invoice string, description string)
+                  ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'
+                  WITH SERDEPROPERTIES ('separatorChar' = ',', 'quoteChar' = '"')
+                  LOCATION 's3://lake/csv/quoted/' TBLPROPERTIES ('skip.header.line.count'='1')""")
+    summed = ok(athena, "SELECT count(*), sum(quantity), count(price) FROM plain WHERE quantity > ?",
+                ExecutionParameters=["1"])
+    assert rows(athena, summed["QueryExecutionId"])[1] == ["3", "12", "2"]  # an empty price is NULL
+    described = ok(athena, "SELECT description FROM quoted ORDER BY invoice")
+    assert rows(athena, described["QueryExecutionId"])[1:] == [["SET OF 3, RED"], ['HEART "LOVE"']]
+    s3.put_object(Bucket=BUCKET, Key="json/bad/a.json", Body=b'{"quantity": "six"}\n')
+    ok(athena, "CREATE EXTERNAL TABLE retail.bad (quantity bigint) "
+               "ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION 's3://lake/json/bad/'")
+    bad = run(athena, "SELECT sum(quantity) FROM bad")
+    assert bad["Status"]["State"] == "FAILED" and bad["Status"]["StateChangeReason"].startswith("HIVE_BAD_DATA")
+    unknown = run(athena, "CREATE EXTERNAL TABLE retail.odd (a string) STORED AS ORC LOCATION 's3://lake/orc/'")
+    assert unknown["Status"]["State"] == "FAILED" and "ORC" in unknown["Status"]["StateChangeReason"]
