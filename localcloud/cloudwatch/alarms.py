@@ -150,15 +150,18 @@ def evaluate_composite(backend: Any, alarm: Any) -> ev.Verdict:
         child = backend.alarms.get(name)
         if child is not None:
             children.append(child)
-    moved = sorted(children, key=lambda c: getattr(c, "state_transitioned_timestamp", c.state_updated_timestamp),
-                   reverse=True)
-    data = {"triggeringAlarms": [{"arn": c.alarm_arn, "state": {
-        "value": c.state_value, "timestamp": ev.iso(getattr(c, "state_transitioned_timestamp", c.state_updated_timestamp))}}
-        for c in moved if (c.state_value == ev.ALARM) == holds][:1]}
-    if moved and data["triggeringAlarms"]:
-        first = data["triggeringAlarms"][0]
-        when = ev.utc(getattr(moved[0], "state_transitioned_timestamp", moved[0].state_updated_timestamp))
-        reason = f"{first['arn']} transitioned to {first['state']['value']} at {when:%A %d %B, %Y %H:%M:%S} UTC"
+
+    def changed_at(child: Any) -> datetime:
+        return ev.utc(getattr(child, "state_transitioned_timestamp", None) or child.state_updated_timestamp)
+
+    # the child that most recently moved into the state that decided the rule
+    deciding = sorted((c for c in children if (c.state_value == ev.ALARM) == holds), key=changed_at, reverse=True)
+    data: dict[str, Any] = {"triggeringAlarms": [
+        {"arn": c.alarm_arn, "state": {"value": c.state_value, "timestamp": ev.iso(changed_at(c))}}
+        for c in deciding[:1]]}
+    if deciding:
+        reason = (f"{deciding[0].alarm_arn} transitioned to {deciding[0].state_value} at "
+                  f"{changed_at(deciding[0]):%A %d %B, %Y %H:%M:%S} UTC")
     else:
         reason = f"Composite alarm rule evaluated to {'TRUE' if holds else 'FALSE'}"
     return ev.Verdict(state, reason, data)
