@@ -11,10 +11,11 @@ alarm history or metric widget images, and does nothing with EMF log lines. This
   keep its state, as AWS documents for PutMetricAlarm; refuses, with an error naming the call, what it
   cannot evaluate faithfully (metric math, anomaly bands, other statistics, non-SNS actions);
 - runs the actions of the new state (SNS topics) only on a state change and only when ActionsEnabled,
-  `SetAlarmState` included (the next evaluation may change the state back, as on AWS);
+  `SetAlarmState` included (the next evaluation may change the state back, as on AWS), and sends every
+  state change to EventBridge's default bus (`CloudWatch Alarm State Change`);
 - turns EMF log events into metrics when they are written to CloudWatch Logs (`emf.py`);
-- answers PutCompositeAlarm, DescribeAlarmHistory, GetMetricWidgetImage and DescribeAlarms' AlarmTypes
-  (`api.py`).
+- answers PutCompositeAlarm, DescribeAlarmHistory, GetMetricWidgetImage, DescribeAlarms' AlarmTypes and
+  ListMetrics (`api.py`).
 
 Windows slide with the clock: the newest period ends at the evaluation (AWS aligns periods and waits for
 them to complete), so a breaching datapoint is seen at the next tick rather than a period later.
