@@ -1,19 +1,29 @@
-"""Root pytest configuration: one local cloud for the whole test session.
+"""Root pytest configuration: one local cloud for the test session, started only if a test needs it.
 
-It starts before any test or notebook runs (pytest_configure), on its own free port and state folder
-so a developer's own local cloud is never touched, and its endpoint and fake credentials are exported
-so every papermill/nbval kernel inherits them. It stops when the session ends.
+At configure time nothing starts: a free port and a private state folder are chosen and the endpoint and
+fake credentials exported, so every boto3 client, papermill/nbval kernel and `helpers.cloud` call points at
+the session's cloud, never at a developer's own cloud or a real account. The cloud itself starts the first
+time something needs it:
+- before the first test marked `localcloud`, the first notebook cell under nbval, or the first test under
+  tests/notebooks/ (they run notebooks, whose kernels inherit AWS_ENDPOINT_URL);
+- when a test asks for the `endpoint` or `aws` fixture (through `session_cloud`);
+- when a helper calls `helpers.cloud.ensure_running()`, on the same port.
+It stops when the session ends, whoever started it. `pytest tests/unit/test_dataset.py` starts none.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+NOTEBOOK_TESTS = Path(__file__).resolve().parent / "tests" / "notebooks"
+
 _session_port: int | None = None
+_session_endpoint: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,9 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from localcloud import lifecycle
 
     _session_port = lifecycle.free_port()
-    endpoint = lifecycle.up(port=_session_port)
     os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
+        AWS_ENDPOINT_URL=lifecycle.endpoint_for(_session_port),
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
@@ -39,17 +48,52 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def start_session_cloud() -> str:
+    """The session's local cloud, started on its port the first time (idempotent, as `up` is)."""
+    global _session_endpoint
+    if _session_endpoint is None:
+        from urllib.parse import urlsplit
+
+        from localcloud import lifecycle
+
+        port = _session_port or urlsplit(os.environ["AWS_ENDPOINT_URL"]).port  # an xdist worker
+        _session_endpoint = lifecycle.up(port=port)
+    return _session_endpoint
+
+
+def needs_session_cloud(item: pytest.Item) -> bool:
+    """Marked `localcloud`, a notebook cell (nbval), or a test that runs notebooks."""
+    if item.get_closest_marker("localcloud") is not None:
+        return True
+    path = Path(str(item.path)).resolve()
+    return path.suffix == ".ipynb" or NOTEBOOK_TESTS in path.parents
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the item's collectors set up: nbval starts a notebook's kernel there."""
+    if needs_session_cloud(item):
+        start_session_cloud()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _session_port is not None:
         from localcloud import lifecycle
 
-        lifecycle.down(port=_session_port)
+        if _session_endpoint is not None or lifecycle.health(_session_port) is not None:
+            lifecycle.down(port=_session_port)  # whoever started it (a notebook's kernel may have)
 
 
 @pytest.fixture(scope="session")
-def endpoint() -> str:
+def session_cloud() -> str:
+    """Starts the session's local cloud (once) and gives its endpoint."""
+    return start_session_cloud()
+
+
+@pytest.fixture(scope="session")
+def endpoint(session_cloud: str) -> str:
     """The session's local cloud endpoint (a test module may override it with a private cloud)."""
-    return os.environ["AWS_ENDPOINT_URL"]
+    return session_cloud
 
 
 @pytest.fixture(scope="module")
