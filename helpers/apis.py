@@ -263,3 +263,10 @@ def ensure_api_key(api: RestApi, name: str) -> str:
     if key["id"] not in in_plan:
         apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     return key["value"]
+
+
+def passthrough_template() -> str:
+    """AWS's "Method Request passthrough" mapping template, verbatim (what the console inserts)."""
+    from localcloud.apigateway.vtl import PASSTHROUGH_TEMPLATE
+
+    return PASSTHROUGH_TEMPLATE

@@ -86,15 +86,21 @@ def state_path(number: str, target: str, prefix: str) -> Path:
     return STATE_DIR / target / prefix / f"{number}.json"
 
 
-def record(number: str, *, probe: tuple[str, str, dict[str, Any]], parameters: dict[str, Any] | None = None,
+Probe = tuple[str, str, dict[str, Any]]
+
+
+def record(number: str, *, probe: Probe | list[Probe], parameters: dict[str, Any] | None = None,
            **built: Any) -> dict[str, Any]:
     """Called by notebook `number` in its last build cell: what it built (`built`: names, ids), the
-    parameters that shaped it, and `probe`, one read call (service, operation, arguments) that fails when
-    its key resource is gone. `require` trusts the record only while the probe answers."""
+    parameters that shaped it, and `probe`, read calls (service, operation, arguments) that fail when
+    its key resources are gone. `require` trusts the record only while every probe answers, in the same
+    cloud (a local cloud's endpoint changes from one test session to the next)."""
     from helpers import config
 
     settings = config.settings()
-    state = {"notebook": number, "parameters": parameters or {}, "probe": list(probe), "built": built}
+    probes = [list(probe)] if isinstance(probe, tuple) else [list(p) for p in probe]
+    state = {"notebook": number, "parameters": parameters or {}, "probes": probes,
+             "endpoint": settings.endpoint_url if settings.is_local else settings.region, "built": built}
     path = state_path(number, settings.target, settings.prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=1, sort_keys=True, default=str))
@@ -128,12 +134,26 @@ def _still_there(number: str, parameters: dict[str, Any]) -> dict[str, Any] | No
         return None
     if any(state["parameters"].get(key) != value for key, value in parameters.items()):
         return None
-    service, operation, arguments = state["probe"]
-    try:
-        getattr(config.client(service), operation)(**arguments)
-    except ClientError:
+    if state.get("endpoint") != (settings.endpoint_url if settings.is_local else settings.region):
         return None
+    for service, operation, arguments in state.get("probes", []):
+        try:
+            getattr(config.client(service), operation)(**arguments)
+        except ClientError:
+            return None
     return state["built"]
+
+
+def _build(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
+    """Run a notebook headless in its own process, its output and log next to the record (the kernel's
+    messages must not land in the output of the notebook that asked for it)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "papermill", str(notebook), str(output), "-k", "python3", "--cwd",
+               str(notebook.parent), "--no-progress-bar", "--execution-timeout", str(CELL_TIMEOUT_S)]
+    for name, value in parameters.items():
+        command += ["-y", json.dumps({name: value})]
+    with output.with_suffix(".log").open("w") as log:
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
 
 
 def require(number: str, **parameters: Any) -> dict[str, Any]:
@@ -146,20 +166,18 @@ def require(number: str, **parameters: Any) -> dict[str, Any]:
 
     settings = config.settings()
     built: dict[str, Any] = {}
-    for dependency in DEPENDS[number]:
+    for dependency in DEPENDS.get(number, ()):
         built |= require(dependency, **{k: v for k, v in parameters.items() if dependency != "00"})
     mine = _still_there(number, parameters)
     if mine is None:
         notebook = notebooks([number])[0]
         output = STATE_DIR / settings.target / settings.prefix / notebook.name
-        run = execute(notebook, output, {
-            "target": settings.target, "region": settings.region, "prefix": settings.prefix,
-            "allow_aws_create": settings.allow_aws_create, "build_only": True, **parameters})
-        if run.error and "BuildOnly" not in run.error:
-            raise RuntimeError(f"building {notebook.name} failed at {run.error} (executed copy: {output})")
+        _build(notebook, output, {"target": settings.target, "region": settings.region, "prefix": settings.prefix,
+                                  "allow_aws_create": settings.allow_aws_create, "build_only": True, **parameters})
         mine = _still_there(number, parameters)
         if mine is None:
-            raise RuntimeError(f"{notebook.name} ran but recorded nothing (executed copy: {output})")
+            raise RuntimeError(f"{notebook.name} with build_only=True recorded nothing: see {output} and "
+                               f"{output.with_suffix('.log')}")
     return built | mine
 
 
