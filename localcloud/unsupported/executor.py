@@ -85,13 +85,15 @@ class UnsupportedCalls:
         if self.catalog is None:
             return None
         environ = request.environ
-        method = environ.get("REQUEST_METHOD", "GET")
         target = environ.get("HTTP_X_AMZ_TARGET")
-        signed_for = signing_name(environ)
-        entry = self.catalog.find(target, signed_for, method, environ.get("PATH_INFO", "/"))
-        if entry is None and target is None and method == "POST" and signed_for in self.catalog.query_services \
-                and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
-            entry = self.catalog.query_action(signed_for, (_form(environ).get("Action") or [None])[0])
+        if target is not None:  # the JSON protocol (DynamoDB, Kinesis...: the hot path) costs one lookup
+            entry = self.catalog.targets.get(target)
+        else:
+            method, signed_for = environ.get("REQUEST_METHOD", "GET"), signing_name(environ)
+            entry = self.catalog.find(None, signed_for, method, environ.get("PATH_INFO", "/"))
+            if entry is None and method == "POST" and signed_for in self.catalog.query_services \
+                    and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+                entry = self.catalog.query_action(signed_for, (_form(environ).get("Action") or [None])[0])
         if entry is None:
             return None
         self.refused += 1

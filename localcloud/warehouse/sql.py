@@ -23,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from localcloud.warehouse.catalog import SYSTEM_DDL, _forget_table, _record_declared, next_query_id, prepare, table_columns
+from localcloud.warehouse.catalog import (
+    SYSTEM_DDL, _forget_table, _record_declared, next_query_id, prepare, table_columns,
+)
 from localcloud.warehouse.columns import DEFAULT_VARCHAR, MAX_VARCHAR, ColumnSpec
 from localcloud.warehouse.copy_checks import error_reason, strptime_format
 from localcloud.warehouse.copy_load import LOAD_FAILED, run_copy
