@@ -17,46 +17,43 @@ executor claims every `RedshiftData.*` request (AWS JSON 1.1, `X-Amz-Target`), s
   (`clusters.py`);
 - GetStatementResult pages at 100 MB like AWS (RETAIL_WAREHOUSE_PAGE_BYTES lowers it, for tests).
 
-SQL translation, COPY and UNLOAD live in `sql.py` and the modules it names. Other executors (Firehose's
+SQL translation, COPY and UNLOAD live in `sql.py` and the modules it names; targets, files and S3 in
+`targets.py`; the Data API's values, metadata and errors in `data_api.py`. Other executors (Firehose's
 Redshift destination) call `execute_sql(...)` directly, and find the target from a JDBC URL with
 `parse_jdbc_url` / `jdbc_target`.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import json
 import logging
-import math
 import re
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import urlparse
 
 from werkzeug.wrappers import Request
 
+from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 from localcloud.warehouse import sql as wsql
 from localcloud.warehouse.clusters import ClusterFiles
-from localcloud.executor_base import json_response
-from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
+from localcloud.warehouse.data_api import (
+    ApiError, StatementRecord, SubStatement, _caller, _duration_ns, _finished_at, _like, _offset, _page, _read_body,
+    _respond, _snake, _table_column, _token, _validation, field_value, result_column,
+)
+from localcloud.warehouse.targets import Database, MotoS3, Target, jdbc_target, parse_jdbc_url
 
 log = logging.getLogger("localcloud.warehouse")
 
 TARGET_PREFIX = "RedshiftData."
 WORKERS = 4
 PAGE_BYTES = 100 * 1024 * 1024  # AWS pages GetStatementResult at 100 MB
-DEFAULT_MAX_RESULTS = 100
 MAX_WAIT_S = 30.0
 REDSHIFT_PID = 1073807432  # one local "leader node" process
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:\d+)?")
-_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 
 class WarehouseError(Exception):
@@ -65,266 +62,6 @@ class WarehouseError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-class ApiError(Exception):
-    """An error answer of the Data API (`__type` and message as botocore reads them)."""
-
-    def __init__(self, code: str, message: str, status: int = 400, **extra: str):
-        super().__init__(message)
-        self.code, self.message, self.status, self.extra = code, message, status, extra
-
-
-def _validation(message: str) -> ApiError:
-    return ApiError("ValidationException", message)
-
-
-# --------------------------------------------------------------------------------------------------
-# Where SQL runs
-
-
-@dataclass(frozen=True)
-class Target:
-    """A cluster or workgroup database: one DuckDB file."""
-
-    account_id: str
-    region: str
-    kind: str  # "cluster" or "workgroup"
-    name: str
-    database: str
-
-    def path(self, root: Path) -> Path:
-        return root / self.account_id / self.region / f"{self.kind}-{self.name}" / f"{self.database}.duckdb"
-
-
-def parse_jdbc_url(url: str) -> tuple[str, str]:
-    """(cluster or workgroup, database) from a Redshift JDBC URL, as Firehose's ClusterJDBCURL holds it.
-
-    Works for `jdbc:redshift://<cluster>.<id>.<region>.redshift.amazonaws.com:5439/<db>` (moto's
-    cluster Endpoint.Address), `jdbc:redshift://<workgroup>.<account>.<region>.redshift-serverless.
-    amazonaws.com:5439/<db>`, `jdbc:redshift:iam://...`, and locally any host whose first label is the
-    cluster: `jdbc:redshift://retail-wh:5439/dev` or `jdbc:redshift://retail-wh.localhost:5439/dev`.
-    """
-    match = re.fullmatch(r"jdbc:redshift(?::iam)?://([^/:?]+)(?::\d+)?/([^?;/]+)(?:[?;].*)?", url.strip())
-    if match is None:
-        raise ValueError(f"not a Redshift JDBC URL: {url!r} (expected jdbc:redshift://<cluster>.<...>:5439/<db>)")
-    host, database = match.groups()
-    return host.split(".")[0], database
-
-
-def jdbc_target(url: str) -> dict[str, str]:
-    """`execute_sql` keywords for a JDBC URL: {"cluster" | "workgroup": name, "database": db}."""
-    name, database = parse_jdbc_url(url)
-    host = urlparse(url.strip()[len("jdbc:"):].replace("redshift:iam://", "redshift://")).hostname or ""
-    return {"workgroup" if ".redshift-serverless." in host else "cluster": name, "database": database}
-
-
-class Database:
-    """One DuckDB file, its connection (opened on first use) and the lock that serializes it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.lock = threading.RLock()
-        self.connection: Any = None
-
-    def connect(self) -> Any:
-        import duckdb
-
-        if self.connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = duckdb.connect(str(self.path))
-            wsql.prepare(self.connection)
-        return self.connection
-
-    def close(self) -> None:
-        with self.lock:
-            if self.connection is not None:
-                self.connection.close()
-                self.connection = None
-
-
-class MotoS3:
-    """moto's S3, in-process, as COPY and UNLOAD read and write it (the bucket's own account)."""
-
-    def __init__(self, account_id: str):
-        self.account_id = account_id
-
-    def _backend(self, bucket: str) -> Any:
-        from localcloud.motoapi import s3_backends
-
-        partition, account = s3_backends.bucket_accounts.get(bucket, ("aws", self.account_id))
-        return s3_backends[account][partition]
-
-    @staticmethod
-    def _split(url: str) -> tuple[str, str]:
-        bucket, _, key = url[len("s3://"):].partition("/")
-        return bucket, key
-
-    def _bucket(self, bucket: str) -> Any:
-        from localcloud.motoapi import S3MissingBucket as MissingBucket
-
-        try:
-            return self._backend(bucket).get_bucket(bucket)
-        except MissingBucket:
-            raise wsql.SqlError(f"ERROR: S3ServiceException:The specified bucket does not exist,Status 404,"
-                                f"Bucket {bucket}") from None
-
-    def get(self, url: str) -> bytes | None:
-        bucket, key = self._split(url)
-        found = self._bucket(bucket).keys.get(key)
-        return bytes(found.value) if found is not None else None
-
-    def list(self, url: str) -> list[str]:
-        bucket, prefix = self._split(url)
-        keys = [key for key in list(self._bucket(bucket).keys.keys()) if key.startswith(prefix)]
-        return [f"s3://{bucket}/{key}" for key in sorted(keys)]
-
-    def put(self, url: str, data: bytes) -> None:
-        bucket, key = self._split(url)
-        self._bucket(bucket)
-        self._backend(bucket).put_object(bucket, key, data)
-
-
-# --------------------------------------------------------------------------------------------------
-# Statements
-
-
-@dataclass
-class SubStatement:
-    index: int
-    sql: str
-    status: str = "SUBMITTED"
-    error: str | None = None
-    outcome: wsql.Outcome | None = None
-    started: float | None = None
-    ended: float | None = None
-    query_id: int = -1
-    updated_at: float = field(default_factory=time.time)
-
-
-@dataclass
-class StatementRecord:
-    """One ExecuteStatement or BatchExecuteStatement, as DescribeStatement reports it."""
-
-    id: str
-    target: Target
-    subs: list[SubStatement]
-    is_batch: bool
-    parameters: list[dict[str, str]]
-    name: str | None
-    db_user: str | None
-    secret_arn: str | None
-    status: str = "SUBMITTED"
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    done: threading.Event = field(default_factory=threading.Event)
-    future: Future[None] | None = None
-
-    def set_status(self, status: str, error: str | None = None) -> None:
-        self.status, self.error, self.updated_at = status, error, time.time()
-        if status in ("FINISHED", "FAILED", "ABORTED"):
-            self.done.set()
-
-
-def _finished_at(sub: SubStatement) -> float:
-    return sub.ended or time.time()
-
-
-def _duration_ns(sub: SubStatement) -> int:
-    return int(((sub.ended or time.time()) - sub.started) * 1e9) if sub.started else 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Values and metadata as the Data API returns them
-
-
-_TYPE_NAMES = {
-    "BOOLEAN": "bool", "TINYINT": "int2", "SMALLINT": "int2", "INTEGER": "int4", "BIGINT": "int8",
-    "HUGEINT": "numeric", "UTINYINT": "int2", "USMALLINT": "int4", "UINTEGER": "int8", "UBIGINT": "numeric",
-    "FLOAT": "float4", "DOUBLE": "float8", "VARCHAR": "varchar", "DATE": "date", "TIMESTAMP": "timestamp",
-    "TIMESTAMP WITH TIME ZONE": "timestamptz", "TIME": "time", "INTERVAL": "interval", "BLOB": "varbyte",
-    "UUID": "varchar", "JSON": "super",
-}
-_SIGNED = {"int2", "int4", "int8", "numeric", "float4", "float8"}
-
-
-def redshift_type_name(duckdb_type: str) -> str:
-    if duckdb_type.startswith("DECIMAL"):
-        return "numeric"
-    return _TYPE_NAMES.get(duckdb_type, "super" if duckdb_type.endswith(("[]", ")")) else duckdb_type.lower())
-
-
-def result_column(name: str, duckdb_type: str) -> dict[str, Any]:
-    type_name = redshift_type_name(duckdb_type)
-    precision = scale = 0
-    match = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", duckdb_type)
-    if match:
-        precision, scale = int(match.group(1)), int(match.group(2))
-    return {
-        "isCaseSensitive": type_name == "varchar", "isCurrency": False, "isSigned": type_name in _SIGNED,
-        "label": name, "name": name, "nullable": 1, "precision": precision, "scale": scale,
-        "schemaName": "", "tableName": "", "typeName": type_name, "length": 0,
-    }
-
-
-def field_value(value: Any) -> dict[str, Any]:
-    """One value as a Data API Field."""
-    if value is None:
-        return {"isNull": True}
-    if isinstance(value, bool):
-        return {"booleanValue": value}
-    if isinstance(value, int):
-        return {"longValue": value} if -2**63 <= value < 2**63 else {"stringValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value} if math.isfinite(value) else {"stringValue": str(value)}
-    if isinstance(value, decimal.Decimal):
-        return {"stringValue": str(value)}
-    if isinstance(value, dt.datetime):
-        return {"stringValue": value.isoformat(sep=" ")}
-    if isinstance(value, (dt.date, dt.time)):
-        return {"stringValue": value.isoformat()}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"blobValue": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, (list, dict)):
-        return {"stringValue": json.dumps(value, default=str)}
-    return {"stringValue": str(value)}
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def _offset(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "offset":
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise _validation("The NextToken is invalid.")
-
-
-def _page(items: list[Any], params: Mapping[str, Any]) -> tuple[list[Any], dict[str, str]]:
-    """MaxResults / NextToken paging of a list answer."""
-    start = _offset(params.get("NextToken"))
-    size = int(params.get("MaxResults") or DEFAULT_MAX_RESULTS)
-    end = start + size
-    return items[start:end], ({"NextToken": _token(end)} if end < len(items) else {})
-
-
-def _like(pattern: str | None) -> re.Pattern[str]:
-    """A SQL LIKE pattern ('%', '_') as a regex; no pattern matches everything."""
-    if not pattern:
-        return re.compile(".*", re.DOTALL)
-    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), re.DOTALL)
-
-
-# --------------------------------------------------------------------------------------------------
-# The executor
 
 
 class Warehouse:
@@ -736,52 +473,12 @@ class Warehouse:
         return answer
 
 
-def _table_column(schema: str, table: str, spec: wsql.ColumnSpec) -> dict[str, Any]:
-    """A table column as DescribeTable reports it (lengths and precisions as Redshift declared them)."""
-    return {
-        "name": spec.name, "label": spec.name, "typeName": spec.kind, "schemaName": schema, "tableName": table,
-        "length": spec.length or 0, "precision": spec.precision or spec.length or 0, "scale": spec.scale or 0,
-        "nullable": 0 if spec.not_null else 1, "isSigned": spec.kind in _SIGNED,
-        "isCaseSensitive": spec.kind in ("varchar", "bpchar"), "isCurrency": False,
-    }
-
-
-def _snake(action: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
-
-
-def _caller(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """(account, region) of a signed request, the way moto decides them."""
-    import os
-
-    from localcloud.motoapi import get_account_id_from
-
-    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    region = match.group(2) if match else DEFAULT_REGION
-    if "MOTO_ACCOUNT_ID" in os.environ:
-        return os.environ["MOTO_ACCOUNT_ID"], region
-    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
-        return environ["HTTP_X_MOTO_ACCOUNT_ID"], region
-    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE"), region
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    stream = environ.get("wsgi.input")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if stream is None:
-        return b""
-    return stream.read(length) if length > 0 else stream.read() if environ.get("wsgi.input_terminated") else b""
-
-
-def _respond(status: int, body: Mapping[str, Any]) -> WSGIApp:
-    return json_response(status, body, "application/x-amz-json-1.1", request_id=True)
-
 
 def make_executor() -> Warehouse:
     return Warehouse()
 
 
-__all__ = ["Warehouse", "WarehouseError", "jdbc_target", "make_executor", "parse_jdbc_url"]
+__all__ = [  # jdbc_target and parse_jdbc_url live in targets.py; importable from here as before
+    "Database", "MotoS3", "Target", "Warehouse", "WarehouseError", "jdbc_target", "make_executor", "parse_jdbc_url",
+]
+
