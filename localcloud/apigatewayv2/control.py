@@ -10,7 +10,9 @@
 - Quick create (`CreateApi` with `Target`, moto ignores it): an AWS_PROXY (function ARN, payload 2.0)
   or HTTP_PROXY (URL) integration, the route (`RouteKey`, default `$default`) and an auto-deployed
   `$default` stage, as AWS builds them.
-Deployments live on moto's Api object, so they are saved and restored with moto's state.
+Deployments live on moto's Api object, so they are saved and restored with moto's state; these calls
+are answered inside moto's dispatcher (`dispatcher`), so the write-ahead journal records and replays
+them like moto's own writes (deployment ids are drawn from moto's random source, which it replays).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import random
 import string
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -88,7 +89,9 @@ def create_deployment(api: Any, description: str | None, stage_name: str | None)
         raise ApiError(404, "NotFoundException", f"Invalid stage identifier specified: {stage_name}")
     if not api.routes:
         raise ApiError(400, "BadRequestException", "Unable to deploy API because no routes exist in this API")
-    deployment_id = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+    from localcloud.motoapi import mock_random  # moto's draws: the journal replays them identically
+
+    deployment_id = "".join(mock_random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
     deployment = {"deploymentId": deployment_id, "deploymentStatus": "DEPLOYED", "createdDate": _now(),
                   "autoDeployed": False, "description": description,
                   "routes": copy.deepcopy(list(api.routes.values())),
@@ -144,11 +147,24 @@ def handle(request: Request) -> tuple[int, Any]:
     return 200, _deployment_json(deployments[deployment_id])
 
 
-def claims(request: Request) -> bool:
+def claims(method: str, path: str) -> bool:
     """Whether this module answers the request (moto answers the rest of the v2 control plane)."""
-    if _DEPLOYMENTS_PATH.match(request.path):
-        return request.method in ("GET", "POST", "DELETE")
-    return request.method == "PATCH" and _STAGE_PATH.match(request.path) is not None
+    if not path.startswith("/v2/apis/"):
+        return False
+    if _DEPLOYMENTS_PATH.match(path):
+        return method in ("GET", "POST", "DELETE")
+    return method == "PATCH" and _STAGE_PATH.match(path) is not None
+
+
+def dispatcher(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's server, answering these calls here. They pass through moto's dispatcher rather than an
+    executor's `route` so that the local cloud's write-ahead journal records them with moto's own
+    writes, in one order, and replays them after a crash (acknowledged means stored)."""
+    def dispatch(self: Any, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if claims(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")):
+            return app()(environ, start_response)
+        return original(self, environ, start_response)
+    return dispatch
 
 
 def app(request_handler: Callable[[Request], tuple[int, Any]] = handle) -> WSGIApp:

@@ -87,6 +87,7 @@ class HttpApiExecutor:
             motoapi.replace("apigatewayv2.api.to_json", control.api_to_json(lambda: endpoint)),
             motoapi.replace("apigatewayv2.stage.to_json", control.stage_to_json),
             motoapi.replace("apigatewayv2.response.create_api", control.quick_create),
+            motoapi.replace("moto_server.dispatch", control.dispatcher),
         ]
 
     def stop(self) -> None:
@@ -96,11 +97,7 @@ class HttpApiExecutor:
         self.cloud = None
 
     def route(self, request: Request) -> WSGIApp | None:
-        if request.path.startswith(PREFIX):
-            return self._serve
-        if request.path.startswith("/v2/apis/") and control.claims(request):
-            return control.app()
-        return None
+        return self._serve if request.path.startswith(PREFIX) else None
 
     # ----------------------------------------------------------------------------------------------
 

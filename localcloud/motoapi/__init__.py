@@ -42,6 +42,7 @@ EXPORTS: dict[str, str] = {
     "get_backend": "moto.backends:get_backend",
     "apigateway_backends": "moto.apigateway.models:apigateway_backends",
     "apigatewayv2_backends": "moto.apigatewayv2.models:apigatewayv2_backends",
+    "mock_random": "moto.moto_api._internal:mock_random",
     "athena_backends": "moto.athena.models:athena_backends",
     "cloudwatch_backends": "moto.cloudwatch.models:cloudwatch_backends",
     "dynamodb_backends": "moto.dynamodb.models:dynamodb_backends",
@@ -170,6 +171,8 @@ TARGETS: dict[str, Target] = {
     "apigatewayv2.api.to_json": _t("moto.apigatewayv2.models:Api.to_json", "self"),
     "apigatewayv2.stage.to_json": _t("moto.apigatewayv2.models:Stage.to_json", "self"),
     "apigatewayv2.response.create_api": _t("moto.apigatewayv2.responses:ApiGatewayV2Response.create_api", "self"),
+    "moto_server.dispatch": _t("moto.moto_server.werkzeug_app:DomainDispatcherApplication.__call__", "self",
+                               "environ", "start_response"),
     # comprehend: sentiment computed offline
     "comprehend.detect_sentiment": _t("moto.comprehend.models:ComprehendBackend.detect_sentiment", "self", "text",
                                       "language"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -261,18 +264,30 @@ def test_http_proxy_to_loopback_appends_the_path_on_default_route(endpoint: str)
         upstream.shutdown()
 
 
-def test_deployments_and_routes_survive_a_restart(tmp_path_factory: pytest.TempPathFactory):
-    with lifecycle.running(tmp_path_factory.mktemp("restart"), {}) as url:
+@pytest.mark.parametrize("crash", [False, True], ids=["clean-stop", "crash"])
+def test_deployments_and_stage_updates_survive_a_restart(tmp_path_factory: pytest.TempPathFactory, crash: bool):
+    """Acknowledged means stored: after a kill -9 the journal brings back what the snapshot lacked."""
+    with lifecycle.running(tmp_path_factory.mktemp("restart"), {"RETAIL_LOCALCLOUD_SNAPSHOT_S": "0"}) as url:
         port = int(url.rsplit(":", 1)[1])
         arn = deploy_function(url, "http-restart")
         apigw = client(url, "apigatewayv2")
         api_id, api_url = http_api(url, "kept", arn, ["GET /speeders"], auto_deploy=False, stage="prod")
         allow_api(url, "http-restart", api_id)
-        deployment = apigw.create_deployment(ApiId=api_id, StageName="prod")["DeploymentId"]
-        lifecycle.down(port)
+        first = apigw.create_deployment(ApiId=api_id, StageName="prod")["DeploymentId"]
+        integration = apigw.get_integrations(ApiId=api_id)["Items"][0]["IntegrationId"]
+        apigw.create_route(ApiId=api_id, RouteKey="GET /later", Target=f"integrations/{integration}")
+        second = apigw.create_deployment(ApiId=api_id, Description="with /later")["DeploymentId"]
+        apigw.update_stage(ApiId=api_id, StageName="prod", DeploymentId=second, StageVariables={"v": "1"})
+        if crash:
+            os.killpg(lifecycle.status(port).pid, signal.SIGKILL)
+            time.sleep(0.5)
+        else:
+            lifecycle.down(port)
         lifecycle.up(port)
-        assert apigw.get_stage(ApiId=api_id, StageName="prod")["DeploymentId"] == deployment
-        assert call(f"{api_url}/prod/speeders")[0] == 200
+        stage = apigw.get_stage(ApiId=api_id, StageName="prod")
+        assert (stage["DeploymentId"], stage["StageVariables"]) == (second, {"v": "1"})
+        assert {d["DeploymentId"] for d in apigw.get_deployments(ApiId=api_id)["Items"]} == {first, second}
+        assert call(f"{api_url}/prod/later")[0] == 200
 
 
 def test_cors_preflight_and_headers_when_configured(endpoint: str, echo: str):
