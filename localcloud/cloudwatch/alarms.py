@@ -8,14 +8,15 @@ shape DescribeAlarmHistory answers.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from localcloud.cloudwatch import evaluation as ev
+from localcloud.cloudwatch.messages import (is_composite, lambda_event, metric_of, notification,
+                                            region_description, state_change_event, statistic_of)
 
 log = logging.getLogger("localcloud.cloudwatch")
 
@@ -26,21 +27,6 @@ HISTORY_LIMIT = 10_000  # per account and region, oldest dropped first
 def now_utc() -> datetime:
     """moto's clock: naive UTC."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@functools.lru_cache(maxsize=64)
-def region_description(region: str) -> str:
-    """"US East (N. Virginia)" for us-east-1: how alarm notifications name a region."""
-    import botocore.session
-
-    for partition in botocore.session.get_session().get_data("endpoints")["partitions"]:
-        if region in partition["regions"]:
-            return str(partition["regions"][region].get("description", region))
-    return region
-
-
-def is_composite(alarm: Any) -> bool:
-    return getattr(alarm, "rule", None) is not None
 
 
 def history(backend: Any) -> list[dict[str, Any]]:
@@ -69,24 +55,6 @@ def backends() -> Iterator[tuple[str, str, Any]]:
 
 # --------------------------------------------------------------------------------------------------
 # Metric alarms
-
-
-def metric_of(alarm: Any) -> tuple[str, str, list[Any], int, str | None]:
-    """(namespace, metric name, dimensions, period, unit) an alarm watches; a Metrics array holding one
-    MetricStat is the same thing written differently."""
-    queries = [q for q in alarm.metric_data_queries or [] if q.metric_stat is not None]
-    if queries:
-        stat = queries[0].metric_stat
-        return (stat.metric.namespace, stat.metric.metric_name, stat.metric.dimensions, int(stat.period),
-                stat.unit)
-    return alarm.namespace, alarm.metric_name, alarm.dimensions, int(alarm.period), alarm.unit
-
-
-def statistic_of(alarm: Any) -> str:
-    queries = [q for q in alarm.metric_data_queries or [] if q.metric_stat is not None]
-    if queries:
-        return str(queries[0].metric_stat.stat)
-    return ev.check_statistic(alarm.statistic, alarm.extended_statistic)
 
 
 def _dimension_key(dimensions: list[Any]) -> tuple[tuple[str, str], ...]:
@@ -197,20 +165,23 @@ def change_state(backend: Any, alarm: Any, state: str, reason: str, reason_data:
         return []
     actions = {ev.ALARM: alarm.alarm_actions, ev.OK: alarm.ok_actions,
                ev.INSUFFICIENT_DATA: alarm.insufficient_data_actions}[state] or []
-    return [run_action(backend, alarm, arn, old_state, when) for arn in actions]
+    return [run_action(backend, alarm, arn, previous, when) for arn in actions]
 
 
-def run_action(backend: Any, alarm: Any, arn: str, old_state: str, when: datetime) -> dict[str, Any]:
-    from localcloud.motoapi import sns_backends
+# Set by the executor: the lambda-runtime's invoker, for Lambda alarm actions (None: not running).
+lambda_invoker: Callable[[], Any] | None = None
+LAMBDA_PRINCIPAL = "lambda.alarms.cloudwatch.amazonaws.com"
 
-    body = notification(backend, alarm, old_state, when)
-    subject = f'{alarm.state_value}: "{alarm.name}" in {region_description(backend.region_name)}'[:100]
+
+def run_action(backend: Any, alarm: Any, arn: str, previous: dict[str, Any], when: datetime) -> dict[str, Any]:
     parts = arn.split(":")
     try:
-        if len(parts) < 6 or parts[2] != "sns":
-            raise ValueError(f"the local cloud runs SNS topic actions only, not {arn}")
-        message = json.dumps(body, separators=(",", ":"))  # compact, as CloudWatch sends it
-        message_id = sns_backends[parts[4]][parts[3]].publish(message=message, arn=arn, subject=subject)
+        if len(parts) < 6 or parts[2] not in ("sns", "lambda"):
+            raise ValueError(f"the local cloud runs SNS topic and Lambda function actions only, not {arn}")
+        if parts[2] == "lambda":
+            message_id = _invoke(backend, alarm, arn, previous, when)
+        else:
+            message_id = _publish(backend, alarm, arn, previous["value"], when)
     except Exception as error:  # AWS records a failed action in the alarm's history; the alarm moves on
         log.warning("alarm %s: action %s failed: %s", alarm.name, arn, error)
         record(backend, alarm, "Action", f"Failed to execute action {arn}",
@@ -223,22 +194,29 @@ def run_action(backend: Any, alarm: Any, arn: str, old_state: str, when: datetim
     return {"Action": arn, "Status": "delivered", "MessageId": message_id}
 
 
-def state_change_event(alarm: Any, previous: dict[str, Any], when: datetime) -> dict[str, Any]:
-    """The detail of the "CloudWatch Alarm State Change" event CloudWatch sends to EventBridge."""
-    state = {"reason": alarm.state_reason, "reasonData": alarm.state_reason_data, "timestamp": ev.iso(when),
-             "value": alarm.state_value}
-    if is_composite(alarm):
-        configuration: dict[str, Any] = {"alarmRule": alarm.rule, "description": alarm.description}
-    else:
-        namespace, name, dimensions, period, _ = metric_of(alarm)
-        configuration = {"description": alarm.description, "metrics": [{
-            "id": f"{alarm.name}-m1", "returnData": True, "metricStat": {
-                "metric": {"dimensions": {d.name: d.value for d in dimensions}, "name": name, "namespace": namespace},
-                "period": period, "stat": statistic_of(alarm)}}]}
-    configuration = {k: v for k, v in configuration.items() if v is not None}
-    return {"alarmName": alarm.name, "configuration": configuration,
-            "previousState": {k: v for k, v in previous.items() if v is not None},
-            "state": {k: v for k, v in state.items() if v is not None}}
+def _publish(backend: Any, alarm: Any, arn: str, old_state: str, when: datetime) -> str:
+    from localcloud.motoapi import sns_backends
+
+    parts = arn.split(":")
+    subject = f'{alarm.state_value}: "{alarm.name}" in {region_description(backend.region_name)}'[:100]
+    message = json.dumps(notification(backend, alarm, old_state, when), separators=(",", ":"))  # compact, as AWS
+    return str(sns_backends[parts[4]][parts[3]].publish(message=message, arn=arn, subject=subject))
+
+
+def _invoke(backend: Any, alarm: Any, arn: str, previous: dict[str, Any], when: datetime) -> str:
+    """An asynchronous invocation, allowed by the function's resource policy as AWS requires."""
+    from localcloud.executors import JSONPayload
+    from localcloud.notifications.executor import function_policy, policy_allows
+
+    if lambda_invoker is None:
+        raise RuntimeError("the lambda-runtime executor is not running")
+    region, account = arn.split(":")[3], arn.split(":")[4]
+    if not policy_allows(function_policy(arn, account), LAMBDA_PRINCIPAL, alarm.alarm_arn, backend.account_id):
+        raise PermissionError(f"CloudWatch Alarms is not authorized to perform lambda:InvokeFunction on {arn} "
+                              f"(add a permission for principal {LAMBDA_PRINCIPAL})")
+    result = lambda_invoker().invoke(arn, JSONPayload.dumps(lambda_event(backend, alarm, previous, when)),
+                                     invocation_type="Event", account_id=account, region=region)
+    return str(result.request_id)
 
 
 def send_state_change_event(backend: Any, alarm: Any, previous: dict[str, Any], when: datetime) -> None:
@@ -252,40 +230,6 @@ def send_state_change_event(backend: Any, alarm: Any, previous: dict[str, Any], 
             "Time": ev.utc(when).timestamp()}])
     except Exception:  # a broken rule must not stop the alarm (EventBridge retries on AWS)
         log.exception("alarm %s: state change event not delivered", alarm.name)
-
-
-def notification(backend: Any, alarm: Any, old_state: str, when: datetime) -> dict[str, Any]:
-    """The JSON message CloudWatch publishes to an SNS topic on a state change."""
-    body: dict[str, Any] = {
-        "AlarmName": alarm.name, "AlarmDescription": alarm.description, "AWSAccountId": backend.account_id,
-        "AlarmConfigurationUpdatedTimestamp": ev.iso(alarm.configuration_updated_timestamp),
-        "NewStateValue": alarm.state_value, "NewStateReason": alarm.state_reason, "StateChangeTime": ev.iso(when),
-        "Region": region_description(backend.region_name), "AlarmArn": alarm.alarm_arn, "OldStateValue": old_state,
-        "OKActions": list(alarm.ok_actions or []), "AlarmActions": list(alarm.alarm_actions or []),
-        "InsufficientDataActions": list(alarm.insufficient_data_actions or []),
-    }
-    if is_composite(alarm):
-        data = json.loads(alarm.state_reason_data or "{}")
-        body["AlarmRule"] = alarm.rule
-        body["TriggeringChildren"] = [{"Arn": t["arn"], "State": {"Value": t["state"]["value"],
-                                                                  "Timestamp": t["state"]["timestamp"]}}
-                                      for t in data.get("triggeringAlarms", [])]
-        return body
-    namespace, name, dimensions, period, unit = metric_of(alarm)
-    trigger: dict[str, Any] = {"MetricName": name, "Namespace": namespace}
-    if alarm.extended_statistic:
-        trigger |= {"StatisticType": "ExtendedStatistic", "ExtendedStatistic": alarm.extended_statistic}
-    else:
-        trigger |= {"StatisticType": "Statistic", "Statistic": statistic_of(alarm).upper()}
-    trigger |= {"Unit": unit, "Dimensions": [{"value": d.value, "name": d.name} for d in dimensions],
-                "Period": period, "EvaluationPeriods": int(alarm.evaluation_periods)}
-    if alarm.datapoints_to_alarm:
-        trigger["DatapointsToAlarm"] = int(alarm.datapoints_to_alarm)
-    trigger |= {"ComparisonOperator": alarm.comparison_operator, "Threshold": float(alarm.threshold),
-                "TreatMissingData": alarm.treat_missing_data or "missing",
-                "EvaluateLowSampleCountPercentile": alarm.evaluate_low_sample_count_percentile or ""}
-    body["Trigger"] = trigger
-    return body
 
 
 def evaluate_backend(backend: Any, now: datetime) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ alarm history or metric widget images, and does nothing with EMF log lines. This
   (client: `evaluate_now(endpoint)`);
 - makes a new alarm start `INSUFFICIENT_DATA` ("Unchecked: Initial alarm creation") and an updated one
   keep its state, as AWS documents for PutMetricAlarm; refuses, with an error naming the call, what it
-  cannot evaluate faithfully (metric math, anomaly bands, other statistics, non-SNS actions);
-- runs the actions of the new state (SNS topics) only on a state change and only when ActionsEnabled,
+  cannot evaluate faithfully (metric math, anomaly bands, other statistics, other actions);
+- runs the actions of the new state (SNS topics; Lambda functions, asynchronously, when their resource
+  policy allows lambda.alarms.cloudwatch.amazonaws.com) only on a state change and only when ActionsEnabled,
   `SetAlarmState` included (the next evaluation may change the state back, as on AWS), and sends every
   state change to EventBridge's default bus (`CloudWatch Alarm State Change`);
 - turns EMF log events into metrics when they are written to CloudWatch Logs (`emf.py`);
@@ -53,8 +54,9 @@ def validate_alarm(kwargs: dict[str, Any]) -> None:
     (AlarmDefinitionError)."""
     for key in ("alarm_actions", "ok_actions", "insufficient_data_actions"):
         for arn in kwargs.get(key) or []:
-            if str(arn).split(":")[2:3] != ["sns"]:
-                raise ev.AlarmDefinitionError(f"action {arn}: the local cloud runs SNS topic actions only")
+            if str(arn).split(":")[2:3] not in (["sns"], ["lambda"]):
+                raise ev.AlarmDefinitionError(f"action {arn}: the local cloud runs SNS topic and Lambda function "
+                                              "actions only")
     if kwargs.get("rule") is not None:
         ev.parse_rule(kwargs["rule"])
         return
@@ -112,6 +114,7 @@ class CloudWatchExecutor:
         if self._thread is not None:
             return
         self._patch_moto()
+        al.lambda_invoker = cloud.invoker if "lambda-runtime" in cloud.executors else None
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="localcloud-cloudwatch", daemon=True)
         self._thread.start()
@@ -125,6 +128,7 @@ class CloudWatchExecutor:
         for undo in reversed(self._undo):
             undo()
         self._undo = []
+        al.lambda_invoker = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():

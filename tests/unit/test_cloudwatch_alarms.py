@@ -343,9 +343,9 @@ def test_what_the_local_cloud_cannot_evaluate_is_refused_at_put(aws: Any):
             {"Id": "m1", "MetricStat": {"Metric": {"Namespace": "N", "MetricName": "M"}, "Period": 60, "Stat": "Sum"},
              "ReturnData": False},
             {"Id": "e1", "Expression": "m1 * 2", "ReturnData": True}], **base)
-    with pytest.raises(ClientError, match="SNS topic actions only"):
-        cw.put_metric_alarm(AlarmName=unique("lambda"), Namespace="N", MetricName="M", Statistic="Sum", Period=60,
-                            AlarmActions=["arn:aws:lambda:us-east-1:123456789012:function:pager"], **base)
+    with pytest.raises(ClientError, match="SNS topic and Lambda function actions only"):
+        cw.put_metric_alarm(AlarmName=unique("ec2"), Namespace="N", MetricName="M", Statistic="Sum", Period=60,
+                            AlarmActions=["arn:aws:automate:us-east-1:ec2:stop"], **base)
     with pytest.raises(ClientError, match="PutCompositeAlarm: AlarmRule"):
         cw.put_composite_alarm(AlarmName=unique("bad"), AlarmRule="AT_LEAST(2, ALARM, (a, b))")
 
@@ -456,3 +456,66 @@ def test_alarm_on_an_aws_metric_moto_provides(aws: Any, endpoint: str):
     evaluate_now(endpoint)
     assert state(aws, name)["StateValue"] == "ALARM"
     assert json.loads(state(aws, name)["StateReasonData"])["recentDatapoints"] == [3.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Lambda alarm actions (a local cloud with the Lambda runtime)
+
+FORWARDER = """
+import json, os, boto3
+def handler(event, context):
+    boto3.client("sqs").send_message(QueueUrl=os.environ["OUT_QUEUE"], MessageBody=json.dumps(event))
+"""
+
+
+@pytest.fixture(scope="module")
+def with_lambda(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    env = {"RETAIL_LOCALCLOUD_EXECUTORS": "awslambda,cloudwatch", "RETAIL_CLOUDWATCH_TICK_S": "3600"}
+    with lifecycle.running(tmp_path_factory.mktemp("cloudwatch-lambda"), env) as url:
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        yield url, (lambda service: session.client(service, endpoint_url=url))
+
+
+def test_lambda_action_needs_permission_then_receives_the_alarm_event(with_lambda: tuple[str, Any]):
+    import io
+    import zipfile
+
+    url, aws = with_lambda
+    queue = aws("sqs").create_queue(QueueName=unique("pager"))["QueueUrl"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", FORWARDER)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                "Principal": {"Service": "lambda.amazonaws.com"}}]})
+    role = aws("iam").create_role(RoleName=unique("pager"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    function = aws("lambda").create_function(
+        FunctionName=unique("pager"), Runtime="python3.11", Role=role, Handler="app.handler",
+        Code={"ZipFile": code.getvalue()}, Environment={"Variables": {"OUT_QUEUE": queue}})["FunctionArn"]
+    name = unique("paged")
+    cw = aws("cloudwatch")
+    cw.put_metric_alarm(AlarmName=name, AlarmDescription="pages", Namespace="Paged", MetricName="M",
+                        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                        ComparisonOperator="GreaterThanThreshold", TreatMissingData="breaching",
+                        AlarmActions=[function], OKActions=[function])
+    evaluate_now(url)
+    [failed] = cw.describe_alarm_history(AlarmName=name, HistoryItemType="Action")["AlarmHistoryItems"]
+    assert failed["HistorySummary"] == f"Failed to execute action {function}"
+    assert "not authorized" in json.loads(failed["HistoryData"])["error"]
+
+    alarm_arn = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
+    aws("lambda").add_permission(FunctionName=function, StatementId="alarms", Action="lambda:InvokeFunction",
+                                 Principal="lambda.alarms.cloudwatch.amazonaws.com", SourceArn=alarm_arn)
+    cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="drill")
+    deadline, bodies = time.monotonic() + 30, []
+    while not bodies and time.monotonic() < deadline:
+        bodies = drain(aws, queue)
+        time.sleep(0.2)
+    [event] = [json.loads(body) for body in bodies]
+    assert event["source"] == "aws.cloudwatch" and event["alarmArn"] == alarm_arn
+    assert event["accountId"] == "123456789012" and event["region"] == "us-east-1"
+    data = event["alarmData"]
+    assert data["alarmName"] == name and data["state"]["value"] == "OK" and data["state"]["reason"] == "drill"
+    assert data["previousState"]["value"] == "ALARM"
+    assert data["configuration"]["description"] == "pages"
+    assert data["configuration"]["metrics"][0]["metricStat"]["metric"] == {"dimensions": {}, "name": "M",
+                                                                          "namespace": "Paged"}
