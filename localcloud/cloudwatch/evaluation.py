@@ -158,6 +158,7 @@ def evaluate(values: Sequence[float | None], starts: Sequence[datetime], *, comp
     gaps = n - len(recent)
     if not recent:
         if treat == "missing":
+            data["evaluatedDatapoints"] = [{"timestamp": iso(moment)} for moment in starts[::-1]]
             return Verdict(INSUFFICIENT_DATA, f"Insufficient Data: {_plural(len(values), 'datapoint')} "
                            f"{'was' if len(values) == 1 else 'were'} unknown.", data)
         if treat == "ignore":

@@ -84,6 +84,8 @@ def test_reason_and_reason_data_are_written_as_aws_writes_them():
                         datapoints_to_alarm=None, treat_missing="missing", current="OK", statistic="Sum", period=60,
                         now=NOW)
     assert empty.state == "INSUFFICIENT_DATA" and empty.reason == "Insufficient Data: 3 datapoints were unknown."
+    assert [d["timestamp"] for d in empty.reason_data["evaluatedDatapoints"]] == [  # newest first, as AWS lists them
+        "2026-12-06T19:57:00.000+0000", "2026-12-06T19:56:00.000+0000", "2026-12-06T19:55:00.000+0000"]
 
 
 def test_statistics_of_a_period_with_values_and_statistic_sets():
