@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from localcloud.athena.tables import CatalogTable, QueryFailed, Reading, find_table, prune, register
 from localcloud.glue import formats
-from localcloud.glue.lake import Lake, folder
+from localcloud.glue.lake import folder
 
 CATALOG = "awsdatacatalog"
 

@@ -22,7 +22,6 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +34,14 @@ from localcloud.athena.results import csv_text, read_csv, rows_page
 from localcloud.athena.tables import QueryFailed, Reading
 from localcloud.executors import CloudContext, WSGIApp
 from localcloud.glue.lake import ApiError, Lake, LakeError, answer, folder, split_url
+from localcloud.persistence.journal import journaled
 
 log = logging.getLogger("localcloud.athena")
 
 PREFIX = "AmazonAthena."
 OPERATIONS = {"StartQueryExecution", "GetQueryExecution", "BatchGetQueryExecution", "ListQueryExecutions",
               "StopQueryExecution", "GetQueryResults", "GetQueryRuntimeStatistics"}
+MUTATING = {"StartQueryExecution", "StopQueryExecution"}
 WORKERS = 2
 ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 _TEXT_OUTPUT = re.compile(r"^\s*(CREATE\s+(EXTERNAL\s+)?TABLE(?!.*\bAS\s*\(?\s*(SELECT|WITH)\b)|CREATE\s+(DATABASE|SCHEMA)"
@@ -163,8 +164,12 @@ class Athena:
         target = request.environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(PREFIX) or target[len(PREFIX):] not in OPERATIONS:
             return None
-        handler = getattr(self, "_api_" + re.sub(r"(?<!^)(?=[A-Z])", "_", target[len(PREFIX):]).lower())
-        return answer(handler, request.environ, log)  # type: ignore[return-value]
+        operation = target[len(PREFIX):]
+        handler = getattr(self, "_api_" + re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
+        app = answer(handler, log)
+        # the query records live in moto's backend: a start or stop is journaled like moto's own writes and
+        # replayed through here after a crash (the id is drawn from moto's recorded random numbers)
+        return journaled(app) if operation in MUTATING else app  # type: ignore[return-value,arg-type]
 
     # -- state
 
@@ -231,7 +236,11 @@ class Athena:
         except LakeError as error:
             raise ApiError("InvalidRequestException", str(error)) from None
         context = params.get("QueryExecutionContext") or {}
-        query_id = str(uuid.uuid4())
+        from localcloud.motoapi import mock_random
+
+        query_id = str(mock_random.uuid4())
+        if query_id in queries:  # a replayed start of a query the restored state already holds
+            return {"QueryExecutionId": query_id}
         suffix = ".txt" if _TEXT_OUTPUT.match(sql) else ".csv"
         query = Query(query_id, sql, str(context.get("Database") or "default"),
                       str(context.get("Catalog") or "AwsDataCatalog"), workgroup_name,
@@ -309,6 +318,8 @@ class Athena:
             return
         query.state, query.started = "RUNNING", time.time()
         glue = self._glue(account_id, region)
+        if "default" not in glue.databases:  # every account's catalog has it on AWS
+            glue.create_database("default", {"Name": "default", "Description": "Default Hive database"})
         lake = Lake(account_id)
         assert self._cache is not None
         reading = Reading(lake, self._cache)

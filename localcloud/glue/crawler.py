@@ -10,7 +10,6 @@ after its folder: the documented rule of "the majority of schemas at a folder le
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import re
 import tempfile

@@ -74,7 +74,7 @@ class GlueCrawlers:
     def route(self, request: Request) -> WSGIApp | None:
         if request.environ.get("HTTP_X_AMZ_TARGET") != TARGET:
             return None
-        return answer(self._metrics, request.environ, log)  # type: ignore[return-value]
+        return answer(self._metrics, log)
 
     # -- hooks
 
@@ -167,6 +167,8 @@ class GlueCrawlers:
 
         backend = glue_backends[account_id][region]
         names = params.get("CrawlerNameList") or list(backend.crawlers)
+        if not isinstance(names, list):
+            raise ApiError("InvalidInputException", "CrawlerNameList must be a list of crawler names")
         start = int(params.get("NextToken") or 0)
         limit = int(params.get("MaxResults") or 1000)
         found = []
@@ -191,8 +193,6 @@ class GlueCrawlers:
         out: dict[str, Any] = {"CrawlerMetricsList": found}
         if start + limit < len(names):
             out["NextToken"] = str(start + limit)
-        if not isinstance(names, list):
-            raise ApiError("InvalidInputException", "CrawlerNameList must be a list")
         return out
 
 

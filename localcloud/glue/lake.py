@@ -148,16 +148,22 @@ def respond(status: int, body: Mapping[str, Any]) -> WSGIApp:
     return app
 
 
-def answer(handler: Callable[[dict[str, Any], str, str], dict[str, Any]], environ: dict[str, Any],
-           log: Any) -> Iterable[bytes] | WSGIApp:
-    """Run `handler(params, account, region)` and answer its dict, or the error in AWS's shape."""
-    try:
-        account_id, region = caller(environ)
-        return respond(200, handler(read_body(environ), account_id, region))
-    except ApiError as error:
-        return respond(error.status, {"__type": error.code, "Message": error.message})
-    except ValueError as error:
-        return respond(400, {"__type": "InvalidRequestException", "Message": f"Invalid request: {error}"})
-    except Exception as error:  # a bug answers like AWS, it does not kill the request
-        log.exception("request failed")
-        return respond(500, {"__type": "InternalServerException", "Message": f"{type(error).__name__}: {error}"})
+def answer(handler: Callable[[dict[str, Any], str, str], dict[str, Any]], log: Any) -> WSGIApp:
+    """A WSGI app that runs `handler(params, account, region)` when called and answers its dict, or the
+    error in AWS's shape. Lazy, so a journaled request is applied under the journal's lock."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            account_id, region = caller(environ)
+            answered = respond(200, handler(read_body(environ), account_id, region))
+        except ApiError as error:
+            answered = respond(error.status, {"__type": error.code, "Message": error.message})
+        except ValueError as error:
+            answered = respond(400, {"__type": "InvalidRequestException", "Message": f"Invalid request: {error}"})
+        except Exception as error:  # a bug answers like AWS, it does not kill the request
+            log.exception("request failed")
+            answered = respond(500, {"__type": "InternalServerException",
+                                     "Message": f"{type(error).__name__}: {error}"})
+        return answered(environ, start_response)
+
+    return app

@@ -268,3 +268,41 @@ def test_csv_tables_delimited_and_opencsv_with_execution_parameters(endpoint: st
     assert bad["Status"]["State"] == "FAILED" and bad["Status"]["StateChangeReason"].startswith("HIVE_BAD_DATA")
     unknown = run(athena, "CREATE EXTERNAL TABLE retail.odd (a string) STORED AS ORC LOCATION 's3://lake/orc/'")
     assert unknown["Status"]["State"] == "FAILED" and "ORC" in unknown["Status"]["StateChangeReason"]
+
+
+def test_queries_survive_a_restart(tmp_path_factory: pytest.TempPathFactory):
+    """Acknowledged means stored: after `down` and `up`, the execution and its results are still there
+    (the records live on moto's backend; a start is journaled and replayed with the same id)."""
+    import os
+
+    home = tmp_path_factory.mktemp("athena-restart")
+    env = {"RETAIL_LOCALCLOUD_HOME": str(home), "RETAIL_LOCALCLOUD_EXECUTORS": "persistence,glue,athena"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    port = lifecycle.free_port()
+    try:
+        endpoint = lifecycle.up(port)
+        s3, athena = client(endpoint, "s3"), client(endpoint, "athena")
+        s3.create_bucket(Bucket="kept")
+        s3.put_object(Bucket="kept", Key="t/a.json", Body=b'{"n": 1}\n{"n": 2}\n')
+        ok(athena, "CREATE EXTERNAL TABLE t (n bigint) ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' "
+                   "LOCATION 's3://kept/t/'", ResultConfiguration={"OutputLocation": "s3://kept/results/"},
+           QueryExecutionContext={"Database": "default"})
+        summed = ok(athena, "SELECT sum(n) AS total FROM t", ResultConfiguration={"OutputLocation": "s3://kept/results/"},
+                    QueryExecutionContext={"Database": "default"})
+        lifecycle.down(port)
+        endpoint = lifecycle.up(port)
+        athena = client(endpoint, "athena")
+        deadline = time.monotonic() + 30  # restored from the snapshot, or replayed from the journal and run again
+        while (again := athena.get_query_execution(QueryExecutionId=summed["QueryExecutionId"])["QueryExecution"])[
+                "Status"]["State"] in ("QUEUED", "RUNNING") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert again["Status"]["State"] == "SUCCEEDED"
+        assert rows(athena, summed["QueryExecutionId"]) == [["total"], ["3"]]
+        [info] = athena.get_query_results(QueryExecutionId=summed["QueryExecutionId"])["ResultSet"][
+            "ResultSetMetadata"]["ColumnInfo"]
+        assert info["Type"] == "bigint"
+    finally:
+        lifecycle.down(port, wipe=True)
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
