@@ -38,6 +38,7 @@ EXECUTOR_MODULES: tuple[str, ...] = (
     "localcloud.cloudwatch.executor",
     "localcloud.glue.executor",
     "localcloud.athena.executor",
+    "localcloud.dynamodb_import.executor",  # DynamoDB ImportTable / DescribeImport / ListImports from S3
     "localcloud.unsupported.executor",  # last: refuses what no executor above performs
 )
 # Short names for RETAIL_LOCALCLOUD_EXECUTORS (one executor in isolation, for debugging).
