@@ -213,7 +213,7 @@ def select(tree: exp.Expression, glue: Any, database: str, reading: Reading) -> 
             rows = cursor.fetchall()
         except duckdb.Error as error:
             raise _failure(error) from None
-        columns = [column_info(str(d[0]), str(d[1])) for d in description]
+        columns = [column_info(str(d[0]).lower(), str(d[1])) for d in description]  # Trino folds names
         return Result(columns, rows, scanned=reading.scanned)
     finally:
         connection.close()

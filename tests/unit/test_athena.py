@@ -100,7 +100,7 @@ def rows(athena: Any, query_id: str) -> list[list[str | None]]:
 
 def test_count_with_a_result_location(endpoint: str, lake: dict[str, Any]):
     athena, s3 = client(endpoint, "athena"), client(endpoint, "s3")
-    execution = ok(athena, "SELECT count(*) AS n FROM raw")
+    execution = ok(athena, "SELECT count(*) AS N FROM raw")
     query_id = execution["QueryExecutionId"]
     assert execution["ResultConfiguration"]["OutputLocation"] == f"{RESULTS}{query_id}.csv"
     assert execution["StatementType"] == "DML"
