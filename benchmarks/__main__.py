@@ -118,6 +118,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "lake": _module("lake_sql"),
     "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 10-15 minutes
     "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
+    "batch": _module("batch_import"),  # the full file cut by day and bulk-imported by the batch Lambda
 }
 
 
