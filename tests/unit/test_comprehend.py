@@ -116,3 +116,20 @@ def test_language_detection_is_refused_by_name(endpoint: str):
     comprehend = client(endpoint, "comprehend")
     with pytest.raises(comprehend.exceptions.InvalidRequestException, match="DetectDominantLanguage"):
         comprehend.detect_dominant_language(Text="Hello there")
+
+
+def test_moto_backend_answers_computed_sentiment_while_the_executor_runs():
+    from localcloud.comprehend.executor import ComprehendExecutor
+    from localcloud.motoapi import ServiceException, get_backend
+
+    backend = get_backend("comprehend")["123456789012"]["us-east-1"]
+    executor = ComprehendExecutor()
+    executor.start(None)  # type: ignore[arg-type]  # the executor needs nothing of the cloud
+    try:
+        assert backend.detect_sentiment(NEGATIVE, "en")["Sentiment"] == "NEGATIVE"
+        with pytest.raises(ServiceException) as refused:
+            backend.detect_sentiment("x" * 5001, "en")
+        assert refused.value.code == "TextSizeLimitExceededException"
+    finally:
+        executor.stop()
+    assert backend.detect_sentiment(NEGATIVE, "en")["Sentiment"] == "NEUTRAL"  # moto's canned answer again
