@@ -10,7 +10,9 @@ of the Athena API (AWS JSON 1.1, `X-Amz-Target: AmazonAthena.*`) and runs the SQ
 - results are written where Athena writes them: `<OutputLocation>/<id>.csv` (quoted CSV with a header)
   or `<id>.txt` for DDL, each with its `.metadata`; GetQueryResults pages them (header row first for a
   SELECT, typed ColumnInfo), from memory or, after a restart, from those files;
-- Statistics: DataScannedInBytes (bytes of the objects read), engine and total times.
+- Statistics: DataScannedInBytes (bytes of the objects read), engine and total times;
+- ListDatabases, GetDatabase, ListTableMetadata, GetTableMetadata read the Glue Data Catalog
+  (`catalog_api.py`), as AwsDataCatalog is Glue on AWS.
 
 Query records live on moto's Athena backend, so they are saved with moto's state."""
 
@@ -20,16 +22,16 @@ import json
 import logging
 import re
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from werkzeug.wrappers import Request
 
 from localcloud.athena import ddl, engine
+from localcloud.athena.catalog_api import CatalogApi
+from localcloud.athena.queries import ENDED, Query, bind, queries_of
 from localcloud.athena.results import csv_text, read_csv, rows_page
 from localcloud.athena.tables import QueryFailed, Reading
 from localcloud.executors import CloudContext, WSGIApp
@@ -40,108 +42,22 @@ log = logging.getLogger("localcloud.athena")
 
 PREFIX = "AmazonAthena."
 OPERATIONS = {"StartQueryExecution", "GetQueryExecution", "BatchGetQueryExecution", "ListQueryExecutions",
-              "StopQueryExecution", "GetQueryResults", "GetQueryRuntimeStatistics"}
+              "StopQueryExecution", "GetQueryResults", "GetQueryRuntimeStatistics",
+              # AwsDataCatalog is the Glue Data Catalog: its databases and tables are Glue's, not moto's own list
+              "ListDatabases", "GetDatabase", "ListTableMetadata", "GetTableMetadata"}
 MUTATING = {"StartQueryExecution", "StopQueryExecution"}
 WORKERS = 2
-ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 _TEXT_OUTPUT = re.compile(r"^\s*(CREATE\s+(EXTERNAL\s+)?TABLE(?!.*\bAS\s*\(?\s*(SELECT|WITH)\b)|CREATE\s+(DATABASE|SCHEMA)"
                           r"|DROP|ALTER|MSCK|SHOW|DESCRIBE|DESC\s)", re.I | re.S)
 
 
-@dataclass
-class Query:
-    """One query execution as GetQueryExecution describes it."""
-
-    id: str
-    sql: str
-    database: str
-    catalog: str
-    workgroup: str
-    output: str  # the result file: s3://.../<id>.csv or .txt
-    submitted: float = field(default_factory=time.time)
-    state: str = "QUEUED"
-    reason: str | None = None
-    error: dict[str, Any] | None = None
-    started: float | None = None
-    completed: float | None = None
-    engine_ms: int = 0
-    scanned: int = 0
-    statement_type: str = "DML"
-    substatement: str = "SELECT"
-    columns: list[dict[str, Any]] = field(default_factory=list)
-    header: bool = True
-    row_count: int = 0
-    token: str | None = None
-    parameters: list[str] | None = None
-
-    def describe(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"State": self.state, "SubmissionDateTime": self.submitted}
-        if self.completed is not None:
-            status["CompletionDateTime"] = self.completed
-        if self.reason:
-            status["StateChangeReason"] = self.reason
-        if self.error:
-            status["AthenaError"] = self.error
-        queued = int(((self.started or time.time()) - self.submitted) * 1000)
-        total = int(((self.completed or time.time()) - self.submitted) * 1000)
-        described = {
-            "QueryExecutionId": self.id, "Query": self.sql, "StatementType": self.statement_type,
-            "SubstatementType": self.substatement,
-            "ResultConfiguration": {"OutputLocation": self.output},
-            "ResultReuseConfiguration": {"ResultReuseByAgeConfiguration": {"Enabled": False}},
-            "QueryExecutionContext": {"Database": self.database, "Catalog": self.catalog},
-            "Status": status,
-            "Statistics": {"EngineExecutionTimeInMillis": self.engine_ms, "DataScannedInBytes": self.scanned,
-                           "TotalExecutionTimeInMillis": total, "QueryQueueTimeInMillis": queued,
-                           "ServicePreProcessingTimeInMillis": 0, "QueryPlanningTimeInMillis": 0,
-                           "ServiceProcessingTimeInMillis": max(0, total - queued - self.engine_ms),
-                           "ResultReuseInformation": {"ReusedPreviousResult": False}},
-            "WorkGroup": self.workgroup,
-            "EngineVersion": {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"},
-        }
-        if self.parameters:
-            described["ExecutionParameters"] = self.parameters
-        return described
-
-
-def _queries(backend: Any) -> dict[str, Query]:
-    found = getattr(backend, "localcloud_queries", None)
-    if found is None:
-        found = backend.localcloud_queries = {}
-    return found
-
-
-def bind(sql: str, parameters: list[str] | None) -> str:
-    """ExecutionParameters replace the `?` placeholders in order, as literal SQL text."""
-    if not parameters:
-        return sql
-    out, values, quote = [], list(parameters), ""
-    for char in sql:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "?":
-            if not values:
-                raise QueryFailed("line 1:1: Incorrect number of parameters: expected more than "
-                                  f"{len(parameters)}", error_type=1004)
-            out.append(values.pop(0))
-            continue
-        out.append(char)
-    if values:
-        raise QueryFailed(f"line 1:1: Incorrect number of parameters: expected {len(parameters) - len(values)} "
-                          f"but found {len(parameters)}", error_type=1004)
-    return "".join(out)
-
-
-class Athena:
+class Athena(CatalogApi):
     name = "athena"
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._cache: Path | None = None
         self._rows: dict[str, list[tuple[Any, ...]]] = {}  # results of this process, by query id
-        self._lock = threading.Lock()
 
     # -- executor contract
 
@@ -179,15 +95,9 @@ class Athena:
 
         return athena_backends[account_id][region]
 
-    @staticmethod
-    def _glue(account_id: str, region: str) -> Any:
-        from localcloud.motoapi import glue_backends
-
-        return glue_backends[account_id][region]
-
     def _query(self, params: dict[str, Any], account_id: str, region: str) -> Query:
         query_id = str(params.get("QueryExecutionId") or "")
-        found = _queries(self._backend(account_id, region)).get(query_id)
+        found = queries_of(self._backend(account_id, region)).get(query_id)
         if found is None:
             raise ApiError("InvalidRequestException", f"QueryExecution {query_id} was not found")
         return found
@@ -197,7 +107,7 @@ class Athena:
 
         for regions in list(athena_backends.values()):
             for backend in list(regions.values()):
-                for query in list(_queries(backend).values()):
+                for query in list(queries_of(backend).values()):
                     if query.state not in ENDED:
                         query.state, query.completed = "FAILED", time.time()
                         query.reason = "the local cloud stopped while the query ran; run it again"
@@ -211,7 +121,7 @@ class Athena:
         if not isinstance(sql, str) or not sql.strip():
             raise ApiError("InvalidRequestException", "QueryString must not be empty")
         backend = self._backend(account_id, region)
-        queries = _queries(backend)
+        queries = queries_of(backend)
         token = params.get("ClientRequestToken")
         if token:
             for query in queries.values():
@@ -256,7 +166,7 @@ class Athena:
 
     def _api_batch_get_query_execution(self, params: dict[str, Any], account_id: str,
                                        region: str) -> dict[str, Any]:
-        queries = _queries(self._backend(account_id, region))
+        queries = queries_of(self._backend(account_id, region))
         found, missing = [], []
         for query_id in params.get("QueryExecutionIds") or []:
             if query_id in queries:
@@ -268,7 +178,7 @@ class Athena:
 
     def _api_list_query_executions(self, params: dict[str, Any], account_id: str, region: str) -> dict[str, Any]:
         workgroup = params.get("WorkGroup") or "primary"
-        ids = [q.id for q in sorted(_queries(self._backend(account_id, region)).values(),
+        ids = [q.id for q in sorted(queries_of(self._backend(account_id, region)).values(),
                                     key=lambda q: q.submitted, reverse=True) if q.workgroup == workgroup]
         start = int(params.get("NextToken") or 0)
         limit = min(int(params.get("MaxResults") or 50), 50)

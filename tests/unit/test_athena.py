@@ -306,3 +306,19 @@ def test_queries_survive_a_restart(tmp_path_factory: pytest.TempPathFactory):
         lifecycle.down(port, wipe=True)
         for name, value in saved.items():
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def test_athena_sees_the_glue_catalog(endpoint: str, lake: dict[str, Any]):
+    athena = client(endpoint, "athena")
+    names = [d["Name"] for d in athena.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]]
+    assert "retail" in names and "default" in names
+    table = athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="retail", TableName="raw")
+    metadata = table["TableMetadata"]
+    assert [k["Name"] for k in metadata["PartitionKeys"]] == ["year", "month", "day"]
+    assert {"Name": "quantity", "Type": "bigint"} in metadata["Columns"]
+    assert metadata["Parameters"]["location"] == f"s3://{BUCKET}/raw/"
+    listed = athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="retail", Expression="raw*")
+    assert "raw" in [t["Name"] for t in listed["TableMetadataList"]]
+    with pytest.raises(ClientError) as missing:
+        athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="retail", TableName="nowhere")
+    assert missing.value.response["Error"]["Code"] == "MetadataException"
