@@ -5,6 +5,8 @@
   A stage with `AutoDeploy` serves the API as it is now (AWS redeploys it on every change); one
   without serves its `DeploymentId`'s snapshot, or nothing (404) before the first deployment. A route
   added after the last deployment is therefore not served until the next `create_deployment`.
+  Not modelled: the deployments AWS records for an auto-deployed stage (its GetStage shows no
+  DeploymentId, GetDeployments lists only explicit ones).
 - `UpdateStage` (moto lacks it): autoDeploy, deploymentId, description, stageVariables, settings.
 - `GetStage` shows `deploymentId`; `GetApi`/`CreateApi` show an `ApiEndpoint` that answers locally.
 - Quick create (`CreateApi` with `Target`, moto ignores it): an AWS_PROXY (function ARN, payload 2.0)

@@ -55,9 +55,16 @@ class HttpRequest:
         return ",".join(values) if values else None
 
     def grouped_headers(self) -> dict[str, list[str]]:
+        """Headers by lower-cased name, with those API Gateway adds (x-forwarded-*, x-amzn-trace-id)."""
         grouped: dict[str, list[str]] = {}
         for key, value in self.headers:
             grouped.setdefault(key.lower(), []).append(value)
+        port = (self.header("host") or "").rpartition(":")[2]
+        grouped.setdefault("x-amzn-trace-id", [f"Root=1-{self.time_epoch_ms // 1000:08x}-"
+                                               f"{self.request_id.replace('-', '')[:24]}"])
+        grouped.setdefault("x-forwarded-for", [self.source_ip])
+        grouped.setdefault("x-forwarded-port", [port if port.isdigit() else "80"])
+        grouped.setdefault("x-forwarded-proto", ["http"])
         return grouped
 
     def query_pairs(self) -> list[tuple[str, str]]:

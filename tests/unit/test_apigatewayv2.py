@@ -109,6 +109,7 @@ def test_payload_2_0_event_through_the_default_stage(endpoint: str, echo: str):
     assert event["queryStringParameters"] == {"date": "2024-05-01", "lane": "1,2"}
     assert event["cookies"] == ["session=abc", "theme=dark"]
     assert event["headers"]["x-trace"] == "a" and "cookie" not in event["headers"]
+    assert event["headers"]["x-forwarded-for"] == "127.0.0.1" and event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
     assert all(name == name.lower() for name in event["headers"])
     context = event["requestContext"]
     assert context["accountId"] == ACCOUNT and context["apiId"] == api_id and context["stage"] == "$default"
