@@ -118,6 +118,14 @@ def _prunable(select: exp.Select) -> list[exp.Table]:
     return tables
 
 
+def referenced(tree: exp.Expression) -> set[str] | None:
+    """Column names the query reads (None when a `*` reads them all; count(*) reads none)."""
+    for star in tree.find_all(exp.Star):
+        if not isinstance(star.parent, exp.Count):
+            return None
+    return {column.name.lower() for column in tree.find_all(exp.Column)}
+
+
 def prepare(tree: exp.Expression, glue: Any, database: str, connection: Any, reading: Reading) -> exp.Expression:
     """`tree` with each catalog table replaced by a DuckDB view of what it must read."""
     ctes = _cte_names(tree)
@@ -145,7 +153,8 @@ def prepare(tree: exp.Expression, glue: Any, database: str, connection: Any, rea
     for index, (key, table) in enumerate(sorted(resolved.items())):
         views[key] = f"__t{index}_{table.name}"
         chosen = needed.get(key)
-        register(connection, views[key], table, None if chosen is None else sorted(chosen), reading)
+        register(connection, views[key], table, None if chosen is None else sorted(chosen), reading,
+                 referenced(tree))
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and node in refs:

@@ -73,7 +73,7 @@ class Reading:
     objects: int = 0
     _done: set[str] = field(default_factory=set)
 
-    def fetch(self, obj: S3Object, suffix: str) -> Path:
+    def fetch(self, obj: S3Object, suffix: str, count: bool = True) -> Path:
         digest = hashlib.sha1(f"{obj.bucket}/{obj.key}/{obj.etag}/{obj.size}".encode()).hexdigest()
         path = self.cache / f"{digest}.{suffix}"
         if not path.exists():
@@ -81,7 +81,7 @@ class Reading:
             temporary = path.with_name(f"{path.name}.{threading.get_ident()}.part")
             temporary.write_bytes(data)
             temporary.replace(path)
-        if obj.url not in self._done:
+        if count and obj.url not in self._done:
             self._done.add(obj.url)
             self.scanned += obj.size
             self.objects += 1
@@ -130,8 +130,10 @@ def _ident(name: str) -> str:
 
 
 def register(connection: Any, view: str, table: CatalogTable, partitions: list[int] | None,
-             reading: Reading) -> None:
-    """Create DuckDB view `view` over the table's objects (only the partitions listed, when given)."""
+             reading: Reading, needed: set[str] | None = None) -> None:
+    """Create DuckDB view `view` over the table's objects (only the partitions listed, when given).
+    `needed`: the columns the query reads (None: all); a Parquet table counts only their column chunks
+    (and its footers) as scanned, as Athena reads only those from a columnar file."""
     kind = formats.kind_of(table.descriptor, table.definition.get("Parameters"))
     keys = table.keys
     sources: list[tuple[str, tuple[str, ...]]] = []  # (location, partition values)
@@ -154,7 +156,7 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
         except LakeError as error:
             raise QueryFailed(f"HIVE_PATH_NOT_FOUND: {error}", error_type=1003) from None
         if kind == "parquet":
-            files += [(str(reading.fetch(obj, kind)), values) for obj in objects]
+            files += [(str(reading.fetch(obj, kind, count=needed is None)), values) for obj in objects]
         elif objects:
             files.append((str(reading.combined(objects, kind, skip)), values))
     columns = [(name, kind_name) for name, kind_name in table.columns if name not in {k for k, _ in keys}]
@@ -202,6 +204,16 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
     select = ", ".join(values + ([key_select] if key_select else []))
     body = f"SELECT {select} FROM {reader} r JOIN {_ident(file_table)} f ON r.filename = f.filename"
     if kind == "parquet":
+        if needed is not None:
+            chunks = connection.execute(f"SELECT file_name, path_in_schema, total_compressed_size "
+                                        f"FROM parquet_metadata({listing})").fetchall()
+            sizes = {name: Path(name).stat().st_size for name in names}
+            data = {name: 0 for name in names}
+            for name, column_path, size in chunks:
+                data[name] = data.get(name, 0) + int(size or 0)
+                if str(column_path).split(".")[0].split(",")[0].strip().lower() in needed:
+                    reading.scanned += int(size or 0)
+            reading.scanned += sum(max(0, sizes[name] - data.get(name, 0)) for name in names)  # footers
         connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS {body}")
         return
     # Text objects are parsed once into a columnar copy, keyed by their etags and the table's definition:

@@ -151,6 +151,8 @@ def test_ctas_to_parquet_then_a_query_on_it_scans_fewer_bytes(endpoint: str, lak
     on_parquet = ok(athena, "SELECT sum(quantity) FROM sales_parquet")
     assert rows(athena, on_json["QueryExecutionId"])[1] == rows(athena, on_parquet["QueryExecutionId"])[1]
     assert on_parquet["Statistics"]["DataScannedInBytes"] < on_json["Statistics"]["DataScannedInBytes"]
+    every_column = ok(athena, "SELECT * FROM sales_parquet")  # a columnar file is read column by column
+    assert on_parquet["Statistics"]["DataScannedInBytes"] < every_column["Statistics"]["DataScannedInBytes"]
     again = run(athena, "CREATE TABLE retail.sales_parquet WITH (format = 'PARQUET') AS SELECT 1 AS x")
     assert again["Status"]["State"] == "FAILED"
     assert "TABLE_ALREADY_EXISTS" in again["Status"]["StateChangeReason"]
