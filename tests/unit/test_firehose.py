@@ -16,6 +16,7 @@ import pytest
 
 from localcloud.firehose import executor as fh
 from localcloud.firehose import delivery as fd
+from localcloud.firehose import pipeline as fp
 from localcloud.executors import InvokeResult, LambdaInvokeError
 
 ACCOUNT = "123456789012"
@@ -152,7 +153,7 @@ class TestBuffering:
         writer.fail = True
         assert line.tick(force=True)["Errors"] and writer.objects == {}
         writer.fail = False
-        line.clock.now += fh.RETRY_DELAY_S  # due again after the retry delay, not a whole interval
+        line.clock.now += fp.RETRY_DELAY_S  # due again after the retry delay, not a whole interval
         [key] = line.tick()["Objects"]
         assert writer.objects[f"lake/{key}"] == b"ab"
 
@@ -299,7 +300,7 @@ class TestRedshift:
         assert sql.endswith("MANIFEST JSON 'auto' TIMEFORMAT 'auto' GZIP;")
 
     def test_retry_until_copied_once_and_never_again_even_after_a_restart(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setattr(fh, "RETRY_DELAY_S", 5.0)
+        monkeypatch.setattr(fp, "RETRY_DELAY_S", 5.0)  # the pipeline reads it
         clock, warehouse = Clock(), FakeWarehouse(failures=2)
         line = pipeline(redshift_config(), tmp_path, warehouse=warehouse, clock=clock)
         line.accept(records("a"))
