@@ -10,7 +10,8 @@ executor claims every `RedshiftData.*` request (AWS JSON 1.1, `X-Amz-Target`), s
   with ColumnMetadata; ListStatements, CancelStatement, ListDatabases, ListSchemas, ListTables and
   DescribeTable read the same databases;
 - a statement names a ClusterIdentifier that exists in moto's `redshift` backend, or a WorkgroupName
-  (moto 5.2.5 has no redshift-serverless, so any workgroup name is accepted), plus a Database;
+  (moto has no redshift-serverless, so any workgroup name is accepted; its API is refused by the
+  unsupported executor), plus a Database;
 - each (account, region, cluster or workgroup, database) is one DuckDB file under
   `<state_dir>/warehouse/`, so tables survive a restart; one connection and lock per file serialize work;
 - DeleteCluster deletes a cluster's files, its snapshots copy them and a restore brings them back
