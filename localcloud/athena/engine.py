@@ -209,20 +209,36 @@ def _failure(error: Exception) -> QueryFailed:
                        f"{kind}: {text.splitlines()[0] if text else ''}", category=1, error_type=1001)
 
 
-def select(tree: exp.Expression, glue: Any, database: str, reading: Reading) -> Result:
+def connect() -> Any:
+    """A DuckDB connection with Trino's arithmetic: integer / integer is an integer, times are UTC."""
     import duckdb
 
     connection = duckdb.connect()
+    connection.execute("SET integer_division = true")
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def select(tree: exp.Expression, glue: Any, database: str, reading: Reading) -> Result:
+    import duckdb
+
+    connection = connect()
     try:
         prepared = prepare(tree, glue, database, connection, reading)
         sql = prepared.sql(dialect="duckdb")
         try:
-            cursor = connection.execute(sql)
-            description = cursor.description or []
-            rows = cursor.fetchall()
+            described = [(str(row[0]), str(row[1])) for row in connection.execute(f"DESCRIBE {sql}").fetchall()]
+            zoned = {i for i, (_, kind) in enumerate(described) if kind.startswith("TIMESTAMP WITH TIME ZONE")}
+            if zoned:  # fetched as UTC wall times, shown with their zone as Athena shows them
+                sql = "SELECT " + ", ".join(f"CAST(#{i + 1} AS TIMESTAMP)" if i in zoned else f"#{i + 1}"
+                                            for i in range(len(described))) + f" FROM ({sql})"
+            rows = connection.execute(sql).fetchall()
         except duckdb.Error as error:
             raise _failure(error) from None
-        columns = [column_info(str(d[0]).lower(), str(d[1])) for d in description]  # Trino folds names
+        if zoned:
+            rows = [tuple(f"{text_value(v)} UTC" if i in zoned and v is not None else v for i, v in enumerate(row))
+                    for row in rows]
+        columns = [column_info(name.lower(), kind) for name, kind in described]  # Trino folds names
         return Result(columns, rows, scanned=reading.scanned)
     finally:
         connection.close()
@@ -272,7 +288,7 @@ def ctas(create: exp.Create, glue: Any, database: str, reading: Reading, output:
                           f"{location}. You may need to manually clean the data at location "
                           f"'{location}' before retrying.", error_type=1003)
     partitioned = list(_property(create, "partitioned_by") or [])
-    connection = duckdb.connect()
+    connection = connect()
     workdir = Path(tempfile.mkdtemp(prefix="ctas-", dir=reading.cache))
     try:
         prepared = prepare(create.expression, glue, database, connection, reading)

@@ -324,3 +324,14 @@ def test_athena_sees_the_glue_catalog(endpoint: str, lake: dict[str, Any]):
     with pytest.raises(ClientError) as missing:
         athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="retail", TableName="nowhere")
     assert missing.value.response["Error"]["Code"] == "MetadataException"
+
+
+def test_trino_arithmetic_and_times(endpoint: str, lake: dict[str, Any]):
+    athena = client(endpoint, "athena")
+    execution = ok(athena, "SELECT 7 / 2 AS whole, 7.0 / 2 AS half, from_unixtime(0) AS epoch, "
+                           "date_trunc('month', date_parse('12/9/2010 8:26', '%m/%d/%Y %H:%i')) AS month")
+    found = rows(athena, execution["QueryExecutionId"])
+    assert found[1] == ["3", "3.5", "1970-01-01 00:00:00.000 UTC", "2010-12-01 00:00:00.000"]
+    types = [c["Type"] for c in athena.get_query_results(QueryExecutionId=execution["QueryExecutionId"])
+             ["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]]
+    assert [types[0], types[2], types[3]] == ["integer", "timestamp with time zone", "timestamp"]
