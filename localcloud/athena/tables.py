@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.glue import formats
-from localcloud.glue.lake import Lake, LakeError, S3Object, folder
+from localcloud.glue.lake import Lake, LakeError, S3Object, folder, split_url
 
 
 CACHE_BYTES = int(os.environ.get("RETAIL_ATHENA_CACHE_MB", "2048")) * 1024 * 1024
@@ -72,6 +72,14 @@ class Reading:
     scanned: int = 0
     objects: int = 0
     _done: set[str] = field(default_factory=set)
+    _listings: dict[str, list[str]] = field(default_factory=dict)
+
+    def objects_under(self, location: str) -> list[S3Object]:
+        """The objects under a location; each bucket is listed once per query."""
+        bucket = split_url(location)[0]
+        if bucket not in self._listings:
+            self._listings[bucket] = self.lake.keys(bucket)
+        return self.lake.objects(location, self._listings[bucket])
 
     def fetch(self, obj: S3Object, suffix: str, count: bool = True) -> Path:
         digest = hashlib.sha1(f"{obj.bucket}/{obj.key}/{obj.etag}/{obj.size}".encode()).hexdigest()
@@ -152,7 +160,7 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
     files: list[tuple[str, tuple[str, ...]]] = []
     for location, values in sources:
         try:
-            objects = [obj for obj in reading.lake.objects(location) if obj.size > 0]
+            objects = [obj for obj in reading.objects_under(location) if obj.size > 0]
         except LakeError as error:
             raise QueryFailed(f"HIVE_PATH_NOT_FOUND: {error}", error_type=1003) from None
         if kind == "parquet":

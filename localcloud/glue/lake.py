@@ -6,6 +6,7 @@ Objects whose name starts with `_` or `.` are skipped, as Hive, Glue and Athena 
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -72,16 +73,25 @@ class Lake:
         except S3MissingBucket:
             raise LakeError(f"The specified bucket does not exist: {bucket}") from None
 
-    def objects(self, url: str) -> list[S3Object]:
-        """Every visible object under a prefix, sorted by key (folders and hidden files left out)."""
+    def keys(self, bucket_name: str) -> list[str]:
+        """The bucket's keys, sorted (list once, then `objects(url, keys)` for many prefixes)."""
+        return sorted(list(self._bucket(bucket_name).keys.keys()))
+
+    def objects(self, url: str, keys: list[str] | None = None) -> list[S3Object]:
+        """Every visible object under a prefix, sorted by key (folders and hidden files left out);
+        `keys`: the bucket's sorted keys from `keys()`, when listing many prefixes of one bucket."""
         bucket_name, prefix = split_url(url)
         bucket = self._bucket(bucket_name)
+        ordered = keys if keys is not None else self.keys(bucket_name)
         found = []
-        for key in sorted(k for k in list(bucket.keys.keys()) if k.startswith(prefix)):
+        for index in range(bisect.bisect_left(ordered, prefix), len(ordered)):
+            key = ordered[index]
+            if not key.startswith(prefix):
+                break
             if hidden(key[len(prefix):] if key != prefix else key):
                 continue
             item = bucket.keys.get(key)
-            if item is None or not hasattr(item, "value"):  # a delete marker
+            if item is None or not hasattr(item, "value"):  # a delete marker, or deleted since the listing
                 continue
             found.append(S3Object(bucket_name, key, int(item.size), str(item.etag).strip('"')))
         return found
