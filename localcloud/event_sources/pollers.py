@@ -24,8 +24,12 @@ Local differences (configurable through environment variables):
   exponentially up to minutes).
 - RETAIL_ESM_POLL_INTERVAL_S (default 0.02): idle poll interval (AWS polls each shard once a second).
 - Streams default to infinite retries until the record expires, as on AWS; set MaximumRetryAttempts.
-- TumblingWindowInSeconds: windows are aligned on arrival time; the window state lives in memory (a
-  restart of the executor starts windows afresh, AWS persists it).
+- TumblingWindowInSeconds (0-900, streams only; stream_delivery.py): windows aligned on the epoch by
+  arrival time; `state` carried between a window's invocations (an answer without `state` is a failed
+  invocation, as on AWS); a final invoke without records when a later window's records arrive or the
+  window's end has passed, retried until it succeeds; a state over 1 MB ends the window early
+  (`isWindowTerminatedEarly`). The window state lives in memory (a restart of the executor starts windows
+  afresh, AWS persists it).
 - The State moto reports is Enabled / Disabled (no transitional Creating / Enabling / Disabling).
 
 This module is the executor (one poller per mapping); the package is split by job: mapping.py (config,
@@ -47,7 +51,7 @@ from localcloud.event_sources.mapping import (
     _kinesis_filter_view,
 )
 from localcloud.event_sources.sqs_poller import SqsPoller
-from localcloud.event_sources.stream_delivery import StreamDelivery, TumblingWindow, batches, lanes
+from localcloud.event_sources.stream_delivery import MAX_WINDOW_S, StreamDelivery, TumblingWindow, batches, lanes
 from localcloud.event_sources.stream_poller import StreamPoller
 from localcloud.event_sources.stream_sources import DynamoDBStreamSource, KinesisSource
 from localcloud.executor_base import ThreadedExecutor
@@ -97,12 +101,21 @@ class EventSourcesExecutor(ThreadedExecutor):
 
         def detaching(original: Any) -> Any:
             def create_event_source_mapping(backend: Any, spec: dict[str, Any]) -> Any:
+                check_window(spec)
                 esm = original(backend, spec)
                 executor._detach_all()
                 return esm
             return create_event_source_mapping
 
-        self._undo_create = motoapi.replace("lambda.create_event_source_mapping", detaching)
+        def checking(original: Any) -> Any:
+            def update_event_source_mapping(backend: Any, uuid: str, spec: dict[str, Any]) -> Any:
+                check_window(spec)
+                return original(backend, uuid, spec)
+            return update_event_source_mapping
+
+        undo_create = motoapi.replace("lambda.create_event_source_mapping", detaching)
+        undo_update = motoapi.replace("lambda.update_event_source_mapping", checking)
+        self._undo_create = lambda: (undo_create(), undo_update())
         self._detach_all()
 
     def _detach_all(self) -> None:
@@ -183,6 +196,23 @@ class EventSourcesExecutor(ThreadedExecutor):
             return lambda_backends[config.account_id][config.region].get_function(config.function_arn).role
         except Exception:
             return ""
+
+
+def check_window(spec: dict[str, Any]) -> None:
+    """moto stores any TumblingWindowInSeconds; AWS accepts 0 to 900 and only for streams."""
+    from localcloud.motoapi import JsonRESTError
+
+    value = spec.get("TumblingWindowInSeconds")
+    if value is None:
+        return
+    if not isinstance(value, int) or not 0 <= value <= MAX_WINDOW_S:
+        raise JsonRESTError("ValidationException", f"1 validation error detected: Value '{value}' at "
+                            "'tumblingWindowInSeconds' failed to satisfy constraint: Member must have value "
+                            f"less than or equal to {MAX_WINDOW_S}")
+    source = spec.get("EventSourceArn") or ""
+    if value and source and source.split(":")[2] not in ("kinesis", "dynamodb"):
+        raise JsonRESTError("InvalidParameterValueException",
+                            "TumblingWindowInSeconds is only supported for Kinesis and DynamoDB Streams sources")
 
 
 def make_executor() -> EventSourcesExecutor:

@@ -16,14 +16,19 @@ from localcloud.event_sources.mapping import MAX_PAYLOAD_BYTES, RETRY_DELAY_S, M
 from localcloud.executors import Invoker, LambdaInvokeError
 
 
+MAX_WINDOW_S = 900  # TumblingWindowInSeconds: 0 (none) to 900 seconds
+MAX_STATE_BYTES = 1024 * 1024  # a window's state may hold 1 MB per shard; beyond it the window ends early
+
+
 @dataclass
 class TumblingWindow:
-    """TumblingWindowInSeconds: the window a shard's records fall in and the state the function
-    returned so far (sent back with every invocation of the window)."""
+    """TumblingWindowInSeconds: the window a shard's records fall in (aligned on the epoch by arrival
+    time) and the state the function returned so far (sent back with every invocation of the window)."""
 
     start: float
     size: int
     state: dict[str, Any] = field(default_factory=dict)
+    terminated_early: bool = False  # the state outgrew 1 MB: a final invoke now, the window goes on afresh
 
     @classmethod
     def containing(cls, arrival: float, size: int) -> "TumblingWindow":
@@ -36,7 +41,18 @@ class TumblingWindow:
     def fields(self, shard_id: str, source_arn: str, final: bool) -> dict[str, Any]:
         return {"window": {"start": _iso(self.start).replace(".000Z", "Z"), "end": _iso(self.end).replace(".000Z", "Z")},
                 "state": self.state, "shardId": shard_id, "eventSourceARN": source_arn,
-                "isFinalInvokeForWindow": final, "isWindowTerminatedEarly": False}
+                "isFinalInvokeForWindow": final, "isWindowTerminatedEarly": final and self.terminated_early}
+
+
+def window_state(payload: bytes | None) -> dict[str, Any] | None:
+    """The `state` of a windowed function's response, or None when it has none: AWS counts an answer
+    without a `state` object as a failed invocation."""
+    try:
+        response = json.loads(payload or b"null")
+    except ValueError:
+        return None
+    state = response.get("state") if isinstance(response, dict) else None
+    return state if isinstance(state, dict) else None
 
 
 class StreamDelivery:
@@ -53,8 +69,16 @@ class StreamDelivery:
         self.window = window
 
     def close_window(self) -> None:
-        """The final invocation of a tumbling window (no records, isFinalInvokeForWindow true)."""
-        self._deliver_batch([], [], final_only=True)
+        """The final invocation of a tumbling window (no records, isFinalInvokeForWindow true). AWS makes
+        it synchronously and pauses the shard until it succeeds, so it is retried without a limit."""
+        while not self.stopping.is_set():
+            try:
+                result = invoke_batch(self.invoker, self.config, self.event([], final=True), self.stopping)
+            except LambdaInvokeError:
+                result = None
+            if result is not None and not result.function_error and window_state(result.payload) is not None:
+                return
+            self.sleep(RETRY_DELAY_S)
 
     def deliver(self, records: list[SourceRecord]) -> None:
         """Returns once every record was processed successfully or discarded."""
@@ -62,21 +86,20 @@ class StreamDelivery:
         while pending and not self.stopping.is_set():
             self._deliver_batch(pending.pop(0), pending)
 
-    def _deliver_batch(self, batch: list[SourceRecord], pending: list[list[SourceRecord]], final_only: bool = False) -> None:
+    def _deliver_batch(self, batch: list[SourceRecord], pending: list[list[SourceRecord]]) -> None:
         retries, invocations, last = 0, 0, None
-        while (batch or final_only) and not self.stopping.is_set():
+        while batch and not self.stopping.is_set():
             batch = self._drop_expired(batch, invocations, last)
-            if not batch and not final_only:
+            if not batch:
                 return
             try:
                 result = invoke_batch(self.invoker, self.config, self.event(batch), self.stopping)
             except LambdaInvokeError as error:
                 last = Outcome(ok=False, status_code=error.status, function_error=error.code)
             else:
-                last = interpret(result, batch, self.config.report_item_failures)
-                self._keep_window_state(result, last)
+                last = self._windowed(result, interpret(result, batch, self.config.report_item_failures))
             invocations += 1
-            if last.ok or (final_only and last.partial):
+            if last.ok:
                 return
             if last.partial:  # checkpoint at the lowest failed sequence number, retry from there
                 lowest = min(r.seq for r in batch if r.identifier in set(last.failed_ids))
@@ -108,16 +131,22 @@ class StreamDelivery:
             event.update(self.window.fields(self.shard_id, self.config.source_arn, final or not batch))
         return event
 
-    def _keep_window_state(self, result: Any, outcome: Outcome) -> None:
-        """The state a windowed function returns is carried to its next invocation of the window."""
+    def _windowed(self, result: Any, outcome: Outcome) -> Outcome:
+        """Within a window the answer must carry `state` (else the invocation failed); the state of a
+        successful or partly successful answer goes to the window's next invocation. A state beyond 1 MB
+        ends the window early: a final invoke with it now, then the same window with a fresh state."""
         if self.window is None or outcome.function_error:
-            return
-        try:
-            response = json.loads(result.payload or b"null")
-        except ValueError:
-            return
-        if isinstance(response, dict) and isinstance(response.get("state"), dict):
-            self.window.state = response["state"]
+            return outcome
+        state = window_state(result.payload)
+        if state is None:
+            return Outcome(ok=False, function_error="MissingWindowState", status_code=outcome.status_code,
+                           executed_version=outcome.executed_version, request_id=outcome.request_id)
+        self.window.state = state
+        if len(json.dumps(state)) > MAX_STATE_BYTES:
+            self.window.terminated_early = True
+            self.close_window()
+            self.window.state, self.window.terminated_early = {}, False
+        return outcome
 
     def failure_record(self, batch: list[SourceRecord], condition: str, invocations: int,
                        last: Outcome | None) -> dict[str, Any]:

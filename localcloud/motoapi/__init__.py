@@ -144,6 +144,8 @@ TARGETS: dict[str, Target] = {
     # event sources: moto's inline delivery is switched off when a mapping is created
     "lambda.create_event_source_mapping": _t("moto.awslambda.models:LambdaBackend.create_event_source_mapping",
                                              "self", "spec"),
+    "lambda.update_event_source_mapping": _t("moto.awslambda.models:LambdaBackend.update_event_source_mapping",
+                                             "self", "uuid", "spec"),  # TumblingWindowInSeconds checked
     # firehose: deliveries go through the local cloud's Firehose executor
     "firehose.put_record_batch": _t("moto.firehose.models:FirehoseBackend.put_record_batch", "self",
                                     "delivery_stream_name", "records"),
