@@ -1,45 +1,26 @@
-"""The streaming pipelines of notebooks 02-05 as steps, each ensuring the ones before it.
-
-So every notebook runs on its own (it builds what it needs) and in sequence (it reuses what exists),
-on the local cloud or on AWS: only public boto3 calls, through `helpers.deploy`. The readers at the
-end (stream, lake, table, quarantine) are what the notebooks reconcile with.
+"""What the streaming notebooks (02-05) use beside their build steps: the shard arithmetic, the serving
+table's schema as its writer declares it, customer tokens, and the readers (stream, lake, table,
+quarantine) they reconcile with. The notebooks build their resources themselves, call by call.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
-import secrets
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
-from helpers import config, deploy, iam
-from helpers.resources import CUSTOMER_AUTHORIZER, INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, names
+from helpers import config
+from helpers.resources import STREAM_TO_DYNAMODB
 
 LAKE_PREFIX = "raw/"
-# How both stream consumers read the stream: big batches, partial batch responses, and a failing
-# batch split in halves, retried a bounded number of times, then its metadata sent to the quarantine.
-STREAM_MAPPING = {
-    "StartingPosition": "TRIM_HORIZON",
-    "BatchSize": 500,
-    "MaximumBatchingWindowInSeconds": 1,
-    "FunctionResponseTypes": ["ReportBatchItemFailures"],
-    "BisectBatchOnFunctionError": True,
-    "MaximumRetryAttempts": 5,
-    "ParallelizationFactor": 1,  # one invocation per shard at a time: the lake's merge relies on it
-}
 # Kinesis quotas per shard, for the capacity arithmetic of notebook 02.
 SHARD_WRITE_MB_S = 1.0
 SHARD_WRITE_RECORDS_S = 1000
-
-
-def role_arn(folder: str) -> str:
-    """The function's least-privilege execution role (helpers/iam.py), created or converged."""
-    role = next(r for r in iam.course_roles(names()) if r.folder == folder)
-    return iam.ensure_role(role)
 
 
 def shards_needed(rows_per_s: float, bytes_per_row: float) -> int:
@@ -50,85 +31,7 @@ def shards_needed(rows_per_s: float, bytes_per_row: float) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# 02: ingestion API -> Lambda -> Kinesis
-
-
-@dataclass(frozen=True)
-class Ingestion:
-    stream: str
-    stream_arn: str
-    function_arn: str
-    api: deploy.RestApi
-
-    @property
-    def batch_url(self) -> str:
-        """POST a JSON list of rows (or a DataFrame's to_json): Lambda proxy integration."""
-        return self.api.url_for("/transactions")
-
-    @property
-    def row_url(self) -> str:
-        """POST one row, the course's way: non-proxy integration with the passthrough template."""
-        return self.api.url_for("/transaction")
-
-
-def ingestion(shards: int = 1) -> Ingestion:
-    n = names()
-    stream_arn = deploy.ensure_stream(n.stream, shards)
-    function_arn = deploy.deploy_function(INGEST_API, role_arn=role_arn(INGEST_API),
-                                          environment={"STREAM_NAME": n.stream})
-    api = deploy.ensure_rest_api(n.ingestion_api, [
-        deploy.Route("/transactions", "POST", function_arn, "AWS_PROXY"),
-        deploy.Route("/transaction", "POST", function_arn, "AWS"),
-    ])
-    return Ingestion(n.stream, stream_arn, function_arn, api)
-
-
-# --------------------------------------------------------------------------------------------------
-# 03: stream -> S3 raw lake
-
-
-@dataclass(frozen=True)
-class Lake:
-    ingestion: Ingestion
-    bucket: str
-    quarantine_url: str
-    function_arn: str
-    mapping: str
-
-
-def _quarantine() -> tuple[str, str]:
-    url = deploy.ensure_queue(names().quarantine_queue, {"MessageRetentionPeriod": str(14 * 24 * 3600)})
-    return url, names().quarantine_queue_arn
-
-
-def _stream_mapping(function_arn: str, stream_arn: str, on_failure_arn: str) -> str:
-    return deploy.ensure_event_source_mapping(
-        function_arn, stream_arn, **STREAM_MAPPING,
-        DestinationConfig={"OnFailure": {"Destination": on_failure_arn}})
-
-
-def raw_lake(shards: int = 1) -> Lake:
-    source = ingestion(shards)
-    n = names()
-    deploy.ensure_bucket(n.lake_bucket)
-    quarantine_url, quarantine_arn = _quarantine()
-    function_arn = deploy.deploy_function(STREAM_TO_S3, role_arn=role_arn(STREAM_TO_S3), environment={
-        "LAKE_BUCKET": n.lake_bucket, "QUARANTINE_QUEUE_URL": quarantine_url})
-    mapping = _stream_mapping(function_arn, source.stream_arn, quarantine_arn)
-    return Lake(source, n.lake_bucket, quarantine_url, function_arn, mapping)
-
-
-# --------------------------------------------------------------------------------------------------
-# 04: stream -> DynamoDB serving table
-
-
-@dataclass(frozen=True)
-class ServingStore:
-    ingestion: Ingestion
-    table: str
-    quarantine_url: str
-    function_arn: str
-    mapping: str
+# The serving table and the query API's tokens
 
 
 def table_schema() -> dict[str, Any]:
@@ -144,63 +47,11 @@ def table_schema() -> dict[str, Any]:
     return dict(module.TABLE_SCHEMA)
 
 
-def serving_store(shards: int = 1) -> ServingStore:
-    source = ingestion(shards)
-    n = names()
-    deploy.ensure_table(n.table, table_schema())
-    quarantine_url, quarantine_arn = _quarantine()
-    function_arn = deploy.deploy_function(STREAM_TO_DYNAMODB, role_arn=role_arn(STREAM_TO_DYNAMODB), environment={
-        "TABLE_NAME": n.table, "QUARANTINE_QUEUE_URL": quarantine_url})
-    mapping = _stream_mapping(function_arn, source.stream_arn, quarantine_arn)
-    return ServingStore(source, n.table, quarantine_url, function_arn, mapping)
-
-
-# --------------------------------------------------------------------------------------------------
-# 05: query API -> Lambda -> DynamoDB, with a customer authorizer
-
-
-@dataclass(frozen=True)
-class QueryApi:
-    store: ServingStore
-    api: deploy.RestApi
-    secret: str
-
-    def token(self, subject: str) -> str:
-        """The Authorization header of a customer id, or of "admin" (see lambdas/customer_authorizer)."""
-        import hashlib
-        import hmac
-
-        signature = hmac.new(self.secret.encode(), subject.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"Bearer {subject}.{signature}"
-
-
-def auth_secret() -> str:
-    """The token-signing secret, kept in SSM Parameter Store (SecureString) and made once."""
-    ssm = config.client("ssm")
-    parameter = names().auth_secret_parameter
-    try:
-        return ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
-    except ssm.exceptions.ParameterNotFound:
-        config.require_create_allowed(f"SSM parameter {parameter}")
-        value = secrets.token_hex(32)
-        ssm.put_parameter(Name=parameter, Value=value, Type="SecureString",
-                          Description="retail-pipelines: signs the query API's customer tokens")
-        return value
-
-
-def query_api(shards: int = 1) -> QueryApi:
-    store = serving_store(shards)
-    n = names()
-    secret = auth_secret()
-    authorizer_arn = deploy.deploy_function(CUSTOMER_AUTHORIZER, role_arn=role_arn(CUSTOMER_AUTHORIZER),
-                                            environment={"AUTH_SECRET": secret})
-    function_arn = deploy.deploy_function(QUERY_API, role_arn=role_arn(QUERY_API), environment={"TABLE_NAME": n.table})
-    api = deploy.ensure_rest_api(n.query_api, [
-        deploy.Route("/invoices/{invoiceNo}", "GET", function_arn),
-        deploy.Route("/customers/{customerId}/invoices", "GET", function_arn),
-        deploy.Route("/openapi.json", "GET", function_arn),
-    ], authorizer=deploy.Authorizer(f"{n.prefix}-customer-token", authorizer_arn))
-    return QueryApi(store, api, secret)
+def customer_token(secret: str, subject: str) -> str:
+    """The Authorization header of a customer id, or of "admin", signed with the query API's secret
+    (notebook 05; lambdas/customer_authorizer checks it)."""
+    signature = hmac.new(secret.encode(), subject.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"Bearer {subject}.{signature}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,12 +197,3 @@ def drain(stream: str, quarantine_url: str, source: str, timeout_s: float = 180.
         sqs.delete_message(QueueUrl=quarantine_url, ReceiptHandle=handle)
     return waited
 
-
-def delete_auth_secret() -> bool:
-    """Remove the query API's token secret (teardown). False when it did not exist."""
-    ssm = config.client("ssm")
-    try:
-        ssm.delete_parameter(Name=names().auth_secret_parameter)
-    except ssm.exceptions.ParameterNotFound:
-        return False
-    return True

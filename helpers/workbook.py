@@ -64,7 +64,8 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
             cwd=str(notebook.parent), execution_timeout=cell_timeout, progress_bar=False,
         )
     except papermill.PapermillExecutionError as failure:
-        error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
+        if failure.ename != "BuildOnly":  # a build_only=True run ends early on purpose
+            error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
     return NotebookRun(notebook, output, time.monotonic() - started, error, _result_lines(output))
 
 
@@ -74,7 +75,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
 
 # What each notebook builds on (require() makes sure of these first, in order).
 DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",),
-                                      "06": ("02",), "08": ("06",)}
+                                      "06": ("02",), "07": ("06",), "08": ("06",)}
 STATE_DIR = BUILD_DIR / "state"
 
 

@@ -4,6 +4,7 @@ one `parameters` cell, outputs committed for nbval, no papermill residue, a fina
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,68 @@ def test_no_papermill_residue(notebook: Path):
     for cell in cells(notebook):
         for output in cell.get("outputs", []):
             assert output.get("output_type") != "error", f"{notebook.name} was committed with an error output"
+
+
+# The AWS calls each notebook must show in its own code cells (one step, one cell, the real boto3 call):
+# regexes over the code. Notebooks that build resources are listed here; every one of them must end
+# with a `## Cleanup` section whose code deletes what it created.
+AWS_CALLS: dict[str, list[str]] = {
+    "00_setup_and_iam": [
+        r"\.create_role\(", r"AssumeRolePolicyDocument=", r"\.put_role_policy\(", r"\.simulate_principal_policy\(",
+        r"\.delete_role\(",
+    ],
+    "02_ingestion_api_lambda_kinesis": [
+        r"\.create_stream\(", r'get_waiter\("stream_exists"\)', r"\.update_shard_count\(", r"packaging\.package\(",
+        r"\.create_function\(", r"\.update_function_configuration\(", r"\.create_rest_api\(", r"\.create_resource\(",
+        r"\.put_method\(", r'type="AWS_PROXY"', r'type="AWS"', r"requestTemplates=", r"\.put_integration\(",
+        r"\.put_method_response\(", r"\.put_integration_response\(", r"\.add_permission\(", r"\.create_deployment\(",
+        r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_stream\(",
+    ],
+    "03_stream_to_s3_raw": [
+        r"\.create_bucket\(", r"\.create_queue\(", r"\.create_function\(", r"\.create_event_source_mapping\(",
+        r'"BatchSize":', r'"MaximumBatchingWindowInSeconds":', r'"FunctionResponseTypes": \["ReportBatchItemFailures"\]',
+        r'"BisectBatchOnFunctionError":', r'"MaximumRetryAttempts":', r'"DestinationConfig": \{"OnFailure"',
+        r'StartingPosition="TRIM_HORIZON"', r"\.update_event_source_mapping\(",
+        r"\.delete_event_source_mapping\(", r"\.delete_function\(", r"\.delete_queue\(", r"\.delete_bucket\(",
+    ],
+    "04_stream_to_dynamodb": [
+        r"\.create_table\(", r'"KeySchema":', r'"GlobalSecondaryIndexes":', r"\.create_function\(",
+        r"\.create_event_source_mapping\(", r"\.update_event_source_mapping\(",
+        r"\.delete_event_source_mapping\(", r"\.delete_function\(", r"\.delete_table\(",
+    ],
+    "05_query_api": [
+        r"\.put_parameter\(", r"\.create_function\(", r"\.create_rest_api\(", r"\.create_authorizer\(",
+        r"\.create_resource\(", r'\.put_method\([^)]*authorizationType="CUSTOM"', r"\.put_integration\(",
+        r"\.add_permission\(", r"\.create_deployment\(",
+        r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_parameter\(",
+    ],
+}
+# Notebooks that build nothing of their own.
+BUILDS_NOTHING = {"01_dataset_and_quality", "99_teardown"}
+
+
+def code_of(path: Path) -> str:
+    return "\n".join(source(cell) for cell in cells(path) if cell["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("notebook", [path for path in NOTEBOOKS if path.stem in AWS_CALLS], ids=lambda path: path.stem)
+def test_notebook_shows_its_aws_calls(notebook: Path):
+    code = code_of(notebook)
+    missing = [pattern for pattern in AWS_CALLS[notebook.stem] if not re.search(pattern, code)]
+    assert not missing, f"{notebook.name} must show these calls in its code cells: {missing}"
+
+
+@pytest.mark.parametrize("notebook", [path for path in NOTEBOOKS if path.stem not in BUILDS_NOTHING],
+                         ids=lambda path: path.stem)
+def test_a_notebook_that_builds_has_build_only_and_a_cleanup(notebook: Path):
+    all_cells = cells(notebook)
+    parameters = source(next(cell for cell in all_cells if "parameters" in cell.get("metadata", {}).get("tags", [])))
+    assert re.search(r"^build_only = False\b", parameters, re.M), "a build_only parameter, off by default"
+    assert re.search(r"^cleanup = False\b", parameters, re.M), "a cleanup parameter, off by default"
+    headings = [i for i, cell in enumerate(all_cells)
+                if cell["cell_type"] == "markdown" and source(cell).startswith("## Cleanup")]
+    assert len(headings) == 1, "one `## Cleanup` section"
+    after = "\n".join(source(cell) for cell in all_cells[headings[0]:] if cell["cell_type"] == "code")
+    assert "if cleanup:" in after and re.search(r"\.delete_\w+\(", after), "visible delete calls under `if cleanup:`"
+    code = code_of(notebook)
+    assert "workbook.record(" in code and "if build_only:" in code, "it records what it built and stops on build_only"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import workbook
 
 
@@ -59,3 +61,55 @@ def test_a_run_that_starts_the_local_cloud_starts_from_an_empty_account(tmp_path
         assert lifecycle.status(port) is None  # it started the cloud, so it stopped it
     finally:
         lifecycle.down(port, wipe=True)
+
+
+def test_require_trusts_a_record_only_in_the_same_cloud_with_its_parameters_and_resources(tmp_path, monkeypatch):
+    from helpers import config
+
+    monkeypatch.setattr(workbook, "STATE_DIR", tmp_path)
+    built: list[tuple[str, dict]] = []
+    monkeypatch.setattr(workbook, "_build", lambda notebook, output, parameters: built.append((notebook.stem, parameters)))
+    config.configure(target="local", region="us-east-1", prefix="wbtest")
+    queues = config.client("sqs")
+    url = queues.create_queue(QueueName="wbtest-probe")["QueueUrl"]
+    try:
+        workbook.record("00", probe=("sqs", "get_queue_url", {"QueueName": "wbtest-probe"}), role_arns={"a": "arn"})
+        workbook.record("02", probe=[("sqs", "get_queue_url", {"QueueName": "wbtest-probe"})], parameters={"shards": 1},
+                        stream="wbtest-transactions")
+        assert workbook.require("02", shards=1) == {"role_arns": {"a": "arn"}, "stream": "wbtest-transactions"}
+        assert built == [], "a valid record is a read, nothing runs"
+
+        with pytest.raises(RuntimeError, match="recorded nothing"):
+            workbook.require("02", shards=2)  # other parameters: the notebook runs again (here: records nothing)
+        assert built[-1] == ("02_ingestion_api_lambda_kinesis", {
+            "target": "local", "region": "us-east-1", "prefix": "wbtest", "allow_aws_create": False,
+            "build_only": True, "shards": 2})
+
+        state = workbook.state_path("02", "local", "wbtest")
+        record = json.loads(state.read_text())
+        state.write_text(json.dumps({**record, "endpoint": "http://127.0.0.1:1"}))
+        with pytest.raises(RuntimeError):
+            workbook.require("02", shards=1)  # made in another cloud
+        state.write_text(json.dumps(record))
+        queues.delete_queue(QueueUrl=url)
+        with pytest.raises(RuntimeError):
+            workbook.require("02", shards=1)  # its resource is gone
+        workbook.forget("02")
+        assert not state.exists()
+    finally:
+        config._current = None
+
+
+def test_a_build_only_stop_is_not_a_failure(tmp_path):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("build_only = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from helpers import workbook\nif build_only:\n    workbook.stop_after_build()"),
+        nbformat.v4.new_code_cell("raise SystemExit('never reached with build_only')"),
+    ])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(notebook, path)
+    assert workbook.execute(path, tmp_path / "out.ipynb", {"build_only": True}).ok
+    assert not workbook.execute(path, tmp_path / "out2.ipynb", {}).ok
