@@ -7,7 +7,9 @@ time something needs it:
 - before the first test marked `localcloud`, the first notebook cell under nbval, or the first test under
   tests/notebooks/ (they run notebooks, whose kernels inherit AWS_ENDPOINT_URL);
 - when a test asks for the `endpoint` or `aws` fixture (through `session_cloud`);
-- when a helper calls `helpers.cloud.ensure_running()`, on the same port.
+- when a helper calls `helpers.cloud.ensure_running()`, on the same port;
+- on the first boto3 request to its endpoint from a test that said none of this (helpers' clients read
+  AWS_ENDPOINT_URL): the request waits for the start instead of being refused.
 It stops when the session ends, whoever started it. `pytest tests/unit/test_dataset.py` starts none.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,11 +27,15 @@ NOTEBOOK_TESTS = Path(__file__).resolve().parent / "tests" / "notebooks"
 
 _session_port: int | None = None
 _session_endpoint: str | None = None
+_session_url = ""  # the endpoint exported at configure, before anything runs
+_starting = threading.Lock()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _session_port
+    global _session_port, _session_url
+    _start_on_first_request()
     if hasattr(config, "workerinput"):  # an xdist worker: the controller already did this
+        _session_url = os.environ.get("AWS_ENDPOINT_URL", "")
         return
     os.environ.setdefault("RETAIL_LOCALCLOUD_HOME", tempfile.mkdtemp(prefix="retail-localcloud-"))
     # The local cloud compares its fast JSON path with moto's own code on every request (a test fails on
@@ -39,8 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from localcloud import lifecycle
 
     _session_port = lifecycle.free_port()
+    _session_url = lifecycle.endpoint_for(_session_port)
     os.environ.update(
-        AWS_ENDPOINT_URL=lifecycle.endpoint_for(_session_port),
+        AWS_ENDPOINT_URL=_session_url,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
@@ -51,14 +59,30 @@ def pytest_configure(config: pytest.Config) -> None:
 def start_session_cloud() -> str:
     """The session's local cloud, started on its port the first time (idempotent, as `up` is)."""
     global _session_endpoint
-    if _session_endpoint is None:
-        from urllib.parse import urlsplit
+    with _starting:
+        if _session_endpoint is None:
+            from urllib.parse import urlsplit
 
-        from localcloud import lifecycle
+            from localcloud import lifecycle
 
-        port = _session_port or urlsplit(os.environ["AWS_ENDPOINT_URL"]).port  # an xdist worker
-        _session_endpoint = lifecycle.up(port=port)
-    return _session_endpoint
+            port = _session_port or urlsplit(os.environ["AWS_ENDPOINT_URL"]).port  # an xdist worker
+            _session_endpoint = lifecycle.up(port=port)
+        return _session_endpoint
+
+
+def _start_on_first_request() -> None:
+    """botocore's HTTP sender starts the session's cloud before the first request that goes to it."""
+    from botocore.httpsession import URLLib3Session
+
+    send = URLLib3Session.send
+
+    def send_once_started(self: URLLib3Session, request: Any) -> Any:
+        url = str(request.url)
+        if _session_endpoint is None and _session_url and (url == _session_url or url.startswith(_session_url + "/")):
+            start_session_cloud()
+        return send(self, request)
+
+    URLLib3Session.send = send_once_started  # type: ignore[method-assign]
 
 
 def needs_session_cloud(item: pytest.Item) -> bool:
