@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from localcloud.executors import CloudContext, Executor, load_executors
+from localcloud.iam import enforcement as iam_enforcement
 from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
 from localcloud.persistence import REPLAY_DONE
 from localcloud.persistence.journal import READ_ONLY_METHODS, Journal, JournalError, ReplayReport, is_mutating
@@ -46,6 +47,9 @@ class LocalCloudApp:
         self.last_request_at = time.monotonic()
         if environ.get("PATH_INFO") == HEALTH_PATH:
             return self._health(start_response)
+        refused = iam_enforcement.check(environ)  # IAM: authenticated and authorized before anything runs
+        if refused is not None:
+            return refused(environ, start_response)
         if self.executors:
             from werkzeug.wrappers import Request
 

@@ -48,6 +48,7 @@ from werkzeug.wrappers import Request, Response
 
 from localcloud import motoapi
 from localcloud.awslambda import worker as lambda_worker
+from localcloud.iam.enforcement.credentials import execution_role_env
 from localcloud.persistence.durable_queue import DurableQueue
 from localcloud.persistence.wal import policy as journal_policy
 from localcloud.executors import (
@@ -310,8 +311,8 @@ class Worker:
             "AWS_LAMBDA_LOG_STREAM_NAME": self.logs.stream,
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": spec.region, "AWS_DEFAULT_REGION": spec.region,
-            # The execution role's credentials on AWS; the local cloud accepts any.
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+            # A session of the execution role, as on AWS: its policies decide what the function may call.
+            **execution_role_env(spec.account, spec.region, spec.name),
             # A developer's ~/.aws files must not leak into the function, as they would not on AWS.
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_ENDPOINT_URL": endpoint,

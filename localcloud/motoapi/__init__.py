@@ -56,6 +56,8 @@ EXPORTS: dict[str, str] = {
     "s3_backends": "moto.s3.models:s3_backends",
     "sns_backends": "moto.sns.models:sns_backends",
     "sqs_backends": "moto.sqs.models:sqs_backends",
+    "sts_backends": "moto.sts.models:sts_backends",  # iam enforcement: assumed-role sessions
+    "secretsmanager_backends": "moto.secretsmanager.models:secretsmanager_backends",  # iam enforcement: secret ARNs
     # models and helpers the executors use
     "EventPattern": "moto.events.models:EventPattern",
     "LambdaFunction": "moto.awslambda.models:LambdaFunction",

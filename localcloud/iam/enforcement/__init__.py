@@ -1,0 +1,32 @@
+"""IAM enforced in the local cloud: every AWS API request is authenticated (SigV4) and authorized with the
+caller's policies before an executor or moto sees it, so a policy that would fail on AWS fails here.
+
+authn.py (keys, signatures), credentials.py (the Lambda runtime's role sessions), asks.py / json_asks.py /
+s3_asks.py / rest_asks.py (request -> action, resource, condition keys), resources.py (resource
+policies), decide.py (AWS's evaluation), service_checks.py (event sources, PassRole, trust policies),
+errors.py (each service's refusal), gate.py (the request path). `RETAIL_LOCALCLOUD_IAM=off` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+ENV = "RETAIL_LOCALCLOUD_IAM"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def check(environ: dict[str, Any]) -> Any:
+    """None to let a request through, else the WSGI answer refusing it (see gate.py)."""
+    if not enabled():
+        return None
+    from localcloud.persistence import REPLAY_DONE
+
+    if not REPLAY_DONE.is_set():  # journaled requests were authorized when acknowledged
+        return None
+    from localcloud.iam.enforcement.gate import check as gate_check
+
+    return gate_check(environ)

@@ -1,0 +1,125 @@
+"""What AWS checks besides the caller's own permissions:
+
+- `lambda:CreateEventSourceMapping` (and an update that enables one): the function's execution role must
+  be able to read the stream or queue, or Lambda answers InvalidParameterValueException, whoever calls;
+- `iam:PassRole`: handing a role to Lambda (CreateFunction, UpdateFunctionConfiguration) needs it;
+- `sts:AssumeRole`: the role's trust policy must trust the caller (or its account).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from localcloud.executors import WSGIApp
+from localcloud.iam.enforcement.asks import Ask, Request
+from localcloud.iam.enforcement.authn import Caller
+from localcloud.iam.enforcement.decide import decide
+
+STREAM_READ = ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream", "kinesis:ListShards")
+DYNAMODB_STREAM_READ = ("dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream",
+                        "dynamodb:ListStreams")
+QUEUE_READ = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+def _body(r: Request) -> dict[str, Any]:
+    try:
+        value = json.loads(r.body or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check(r: Request) -> WSGIApp | None:
+    """Lambda's own refusal of an event source its function's role cannot read."""
+    if r.service != "lambda" or r.operation != "CreateEventSourceMapping":
+        return None
+    body = _body(r)
+    source, function = str(body.get("EventSourceArn", "")), str(body.get("FunctionName", ""))
+    if not source or not function:
+        return None
+    message = event_source_refusal(function, source, r.account, r.region)
+    if message is None:
+        return None
+    from localcloud.executor_base import respond
+
+    answer = json.dumps({"Type": "User", "Message": message, "message": message}).encode()
+    return respond(400, answer, "application/json", request_id=True,
+                   headers=[("x-amzn-ErrorType", "InvalidParameterValueException")])
+
+
+def event_source_refusal(function: str, source: str, account: str, region: str) -> str | None:
+    """Lambda's message when the function's role cannot read `source`, else None."""
+    from localcloud.iam.enforcement.rest_asks import function_arn
+    from localcloud.motoapi import lambda_backends
+
+    arn = function_arn(function, region, account)
+    parts = arn.split(":")
+    try:
+        role = str(lambda_backends[parts[4]][parts[3]].get_function(parts[6]).role)
+    except Exception:  # noqa: BLE001 - no such function: Lambda answers that itself
+        return None
+    session = Caller("assumed-role", f"arn:aws:sts::{parts[4]}:assumed-role/{role.rsplit('/', 1)[-1]}/{parts[6]}",
+                     parts[4], role)
+    service = source.split(":")[2] if source.count(":") >= 5 else ""
+    if service == "kinesis":
+        actions, message = STREAM_READ, (f"Cannot access stream {source}. Please ensure the role can perform the "
+                                         "GetRecords, GetShardIterator, DescribeStream, and ListShards Actions on "
+                                         "your stream in IAM.")
+    elif service == "dynamodb":
+        actions, message = DYNAMODB_STREAM_READ, (f"Cannot access stream {source}. Please ensure the role can "
+                                                  "perform the GetRecords, GetShardIterator, DescribeStream, and "
+                                                  "ListStreams Actions on your stream in IAM.")
+    elif service == "sqs":
+        denied = decide(session, [Ask(a, source) for a in QUEUE_READ], region, lambda ask: None)
+        if denied is None:
+            return None
+        name = denied.ask.action.split(":", 1)[1]
+        return f"The provided execution role does not have permissions to call {name} on SQS"
+    else:
+        return None
+    return message if decide(session, [Ask(a, source) for a in actions], region, lambda ask: None) else None
+
+
+def extra_asks(r: Request) -> list[Ask]:
+    """iam:PassRole when a request hands a role to Lambda."""
+    if r.service == "lambda" and r.operation in ("CreateFunction", "UpdateFunctionConfiguration"):
+        role = _body(r).get("Role")
+        if role:
+            return [Ask("iam:PassRole", str(role), {"iam:passedtoservice": ("lambda.amazonaws.com",)})]
+    return []
+
+
+def trust_refusal(caller: Caller, asks: list[Ask]) -> str | None:
+    """AWS's refusal of sts:AssumeRole when the role's trust policy trusts neither the caller nor its
+    account."""
+    for ask in asks:
+        if ask.action != "sts:AssumeRole":
+            continue
+        from localcloud.iam.principals import parse_principal_arn
+        from localcloud.iam.model import SimulatorError
+        from localcloud.motoapi import iam_backends
+
+        try:
+            principal = parse_principal_arn(ask.resource)
+            backend = iam_backends[principal.account_id]["aws"]
+            role = next(r for r in list(backend.roles.values()) if r.name == principal.name)
+            trust = json.loads(role.assume_role_policy_document)
+        except (SimulatorError, StopIteration, ValueError, TypeError, KeyError):
+            trust = {}
+        if not _trusts(trust, caller):
+            return f"User: {caller.arn} is not authorized to perform: sts:AssumeRole on resource: {ask.resource}"
+    return None
+
+
+def _trusts(trust: Any, caller: Caller) -> bool:
+    statements = trust.get("Statement", []) if isinstance(trust, dict) else []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        values = principal.get("AWS", []) if isinstance(principal, dict) else [principal]
+        for value in values if isinstance(values, list) else [values]:
+            if value in ("*", caller.account, f"arn:aws:iam::{caller.account}:root", caller.entity_arn, caller.arn):
+                return True
+    return False
