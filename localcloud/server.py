@@ -25,7 +25,8 @@ from localcloud.executors import CloudContext, Executor, load_executors
 from localcloud.iam import enforcement as iam_enforcement
 from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
 from localcloud.persistence import REPLAY_DONE
-from localcloud.persistence.journal import READ_ONLY_METHODS, Journal, JournalError, ReplayReport, is_mutating
+from localcloud.persistence.journal import (JOURNALED, READ_ONLY_METHODS, Journal, JournalError, ReplayReport,
+                                           is_mutating)
 from localcloud.persistence.wal import policy
 
 log = logging.getLogger("localcloud")
@@ -57,21 +58,30 @@ class LocalCloudApp:
             for executor in self.executors:
                 claimed = executor.route(request)
                 if claimed is not None:
+                    if getattr(claimed, JOURNALED, False):  # an executor's own state change (opt-in)
+                        return self._through_journal(claimed, environ, start_response)
                     return claimed(environ, start_response)
-        journal = self.journal
-        if journal is not None and environ.get("REQUEST_METHOD") not in READ_ONLY_METHODS:
-            from werkzeug.wsgi import get_input_stream
+        return self._through_journal(self.moto_app, environ, start_response)
 
-            body = get_input_stream(environ).read()
-            if is_mutating(environ, body):
-                try:
-                    return journal.serve(self.moto_app, environ, body, start_response)
-                except JournalError as error:  # not durable: not acknowledged
-                    log.error("journal: %s", error)
-                    return _unavailable(start_response, error)
-            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
-            environ.pop("wsgi.input_terminated", None)
-        return self.moto_app(environ, start_response)
+    def _through_journal(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
+                         start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """A request that may change state is applied and journaled in one order, and answered once
+        durable; any other goes straight to `app`."""
+        journal = self.journal
+        if journal is None or environ.get("REQUEST_METHOD") in READ_ONLY_METHODS:
+            return app(environ, start_response)
+        from werkzeug.wsgi import get_input_stream
+
+        body = get_input_stream(environ).read()
+        if is_mutating(environ, body):
+            try:
+                return journal.serve(app, environ, body, start_response)
+            except JournalError as error:  # not durable: not acknowledged
+                log.error("journal: %s", error)
+                return _unavailable(start_response, error)
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        return app(environ, start_response)
 
     def replay(self) -> None:
         """Replay the journal after the restored snapshot, then journal every write from here on."""
@@ -79,8 +89,8 @@ class LocalCloudApp:
         journal = getattr(persistence, "journal", None)
         if journal is None:
             return
-        with journal.apply_lock:
-            self.replay_report = journal.replay(self.moto_app, persistence.snapshot_lsn)
+        with journal.apply_lock:  # through the whole dispatcher: an executor's journaled route gets its own again
+            self.replay_report = journal.replay(self, persistence.snapshot_lsn)
         if self.replay_report.replayed:
             log.info("journal: replayed %d requests in %.2f s", self.replay_report.replayed,
                      self.replay_report.seconds)
@@ -195,6 +205,10 @@ def serve(host: str, port: int, state_dir: Path) -> int:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
+    if hasattr(signal, "SIGUSR2"):  # `kill -USR2 <pid>`: every thread's stack into the log (a hang)
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
     signal.signal(signal.SIGINT, request_stop)
     print(f"localcloud: serving {app.context.endpoint} (pid {os.getpid()}, state {state_dir})", flush=True)
     try:

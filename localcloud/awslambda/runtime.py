@@ -49,6 +49,7 @@ from werkzeug.wrappers import Request, Response
 from localcloud import motoapi
 from localcloud.awslambda import worker as lambda_worker
 from localcloud.iam.enforcement.credentials import execution_role_env
+from localcloud.persistence import REPLAY_DONE
 from localcloud.persistence.durable_queue import DurableQueue
 from localcloud.persistence.wal import policy as journal_policy
 from localcloud.executors import (
@@ -803,6 +804,7 @@ class LambdaRuntime:
 
     # async ---------------------------------------------------------------------------------------
     def _async_loop(self) -> None:
+        REPLAY_DONE.wait()  # an event queued before a crash may be for a function the journal brings back
         while True:
             event = self._async.get()
             if event is None or self._stopping.is_set():

@@ -38,8 +38,25 @@ READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Query", "Scan", "Receive", "Ba
 READ_ONLY_METHODS = ("GET", "HEAD", "OPTIONS")
 HEADER = struct.Struct(">I")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+JOURNALED = "localcloud_journaled"  # attribute of an executor's claimed WSGI app: see `journaled`
 
-__all__ = ["Journal", "JournalError", "ReplayReport", "is_mutating", "operation", "policy"]
+__all__ = ["JOURNALED", "Journal", "JournalError", "ReplayReport", "is_mutating", "journaled", "operation", "policy"]
+
+
+def journaled(app: WSGIApp) -> WSGIApp:
+    """Mark the WSGI app an executor's `route` returns for a request that changes state the executor keeps
+    in moto's backends (a control-plane call moto lacks): the server journals it like moto's own writes
+    and replays it through the executor's `route` after a crash. Data-plane routes (an invoke, a stage
+    call) must not be marked: replaying them would run the function again, and what the function wrote
+    is journaled already. The app runs under the journal's apply lock: it must not wait on other requests."""
+    try:
+        setattr(app, JOURNALED, True)
+    except AttributeError:  # a bound method: wrap it
+        def wrapper(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            return app(environ, start_response)
+        setattr(wrapper, JOURNALED, True)
+        return wrapper
+    return app
 
 
 def operation(environ: dict[str, Any], body: bytes) -> str | None:

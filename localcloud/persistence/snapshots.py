@@ -84,10 +84,15 @@ def _pickler(stream: io.BufferedWriter) -> pickle.Pickler:
     return pickler
 
 
-def _backends() -> dict[str, Any]:
+def _backends(loaded_only: bool = False) -> dict[str, Any]:
+    """moto's backends of SERVICES; `loaded_only`: of those this process has imported (a service never
+    called has no state, and importing one in a snapshot child took seconds: apigateway alone parses
+    grammars at import, and a stop waited for it)."""
     from localcloud.motoapi import get_backend
 
-    return {service: get_backend(service) for service in SERVICES}  # type: ignore[call-overload]
+    modules = {"lambda": "awslambda"}
+    return {service: get_backend(service) for service in SERVICES  # type: ignore[call-overload]
+            if not loaded_only or f"moto.{modules.get(service, service)}.models" in sys.modules}
 
 
 def _checkpoints(state_dir: Path) -> dict[str, bytes]:
@@ -104,7 +109,7 @@ def save(path: Path, lsn: int = 0, durable: bool = False) -> float:
     handled after the snapshot (at-least-once), but never believes it handled records it did not."""
     started = time.perf_counter()
     checkpoints = _checkpoints(path.parent)
-    state = {service: dict(backend) for service, backend in _backends().items() if len(backend)}
+    state = {service: dict(backend) for service, backend in _backends(loaded_only=True).items() if len(backend)}
     temporary = path.with_suffix(".tmp")
     with temporary.open("wb") as stream:
         _pickler(stream).dump({"services": state, "checkpoints": checkpoints, "lsn": lsn})

@@ -60,6 +60,17 @@ def cloud(tmp_path: Path) -> Iterator[tuple[int, str]]:
         yield int(endpoint.rsplit(":", 1)[1]), endpoint
 
 
+def _role(endpoint: str, name: str, action: str) -> str:
+    """An execution role that may do `action` (what the function needs, and no more)."""
+    iam = _client(endpoint, "iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="work", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]}))
+    return arn
+
+
 def _deploy(endpoint: str) -> str:
     """Streams, table, bucket, and the ingestion API (REST API -> Lambda proxy -> Kinesis); its URL."""
     kinesis, awslambda, apigw = (_client(endpoint, s) for s in ("kinesis", "lambda", "apigateway"))
@@ -69,9 +80,7 @@ def _deploy(endpoint: str) -> str:
         TableName="orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
     _client(endpoint, "s3").create_bucket(Bucket="crash-lake")
-    role = _client(endpoint, "iam").create_role(RoleName="ingest-role", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    role = _role(endpoint, "ingest-role", "kinesis:PutRecords")
     bundle = io.BytesIO()
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("app.py", INGEST)
@@ -296,3 +305,50 @@ def test_up_after_a_crash_stops_what_the_dead_server_left_running(tmp_path: Path
         assert lifecycle.health(port).pid != dead_server.pid
     finally:
         lifecycle.down(port, wipe=True)
+
+
+SLOW_WRITER = '''
+import time, boto3
+
+s3 = boto3.client("s3")
+
+
+def handler(event, context):
+    time.sleep(0.3)
+    s3.put_object(Bucket="async-results", Key=f"event-{event['n']}", Body=context.aws_request_id.encode())
+'''
+
+
+def test_async_invocations_accepted_before_a_crash_run_after_it(cloud: tuple[int, str]) -> None:
+    """Lambda answers an Event invoke with 202 once the event is queued: queued, it runs, even if the
+    server is killed before it did (at least once, with the request id it was given)."""
+    port, endpoint = cloud
+    s3, awslambda = _client(endpoint, "s3"), _client(endpoint, "lambda")
+    s3.create_bucket(Bucket="async-results")
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("app.py", SLOW_WRITER)
+    role = _role(endpoint, "slow-role", "s3:PutObject")
+    awslambda.create_function(FunctionName="slow", Runtime="python3.11", Role=role, Handler="app.handler",
+                              Code={"ZipFile": bundle.getvalue()}, Timeout=30)
+    request_ids = {}
+    for n in range(20):
+        answer = awslambda.invoke(FunctionName="slow", InvocationType="Event", Payload=json.dumps({"n": n}))
+        assert answer["StatusCode"] == 202
+        request_ids[f"event-{n}"] = answer["ResponseMetadata"]["RequestId"]
+    os.kill(lifecycle.health(port).pid, signal.SIGKILL)
+    time.sleep(0.5)
+    lifecycle.up(port)
+    done_before = set(_bucket_keys_of(s3, "async-results"))
+    assert len(done_before) < 20, "the crash came too late to test anything"
+    deadline = time.monotonic() + 60
+    while set(_bucket_keys_of(s3, "async-results")) != set(request_ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(_bucket_keys_of(s3, "async-results")) == set(request_ids)
+    for key, request_id in request_ids.items():  # the events kept their request ids across the crash
+        assert s3.get_object(Bucket="async-results", Key=key)["Body"].read().decode() == request_id
+
+
+def _bucket_keys_of(s3: Any, bucket: str) -> list[str]:
+    return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for item in page.get("Contents", [])]

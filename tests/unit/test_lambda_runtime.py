@@ -179,6 +179,44 @@ def test_a_raised_exception_answers_aws_error_shape(aws: Any, deploy: Any) -> No
     assert 'raise ValueError("boom")' in body["stackTrace"][0] and "lambda_worker" not in "".join(body["stackTrace"])
 
 
+def test_stack_traces_name_files_where_aws_has_them(aws: Any, deploy: Any) -> None:
+    """The bundle is /var/task, a layer /opt, the runtime's packages /var/lang: never the local cloud's
+    folders where the zip was extracted."""
+    layer = aws("lambda").publish_layer_version(
+        LayerName="failing", Content={"ZipFile": bundle({"python/checks.py": "def check(n):\n    raise KeyError(n)\n"})},
+        CompatibleRuntimes=["python3.11"])["LayerVersionArn"]
+    source = "import json\nimport checks\n\ndef handler(event, context):\n    if event.get('json'):\n        json.loads('{')\n    checks.check('sku')\n"
+    name = deploy({"app.py": source}, Layers=[layer])
+    response, body = call(aws, name, LogType="Tail")
+    assert body["errorType"] == "KeyError" and body["errorMessage"] == "'sku'"
+    assert body["stackTrace"] == ['  File "/var/task/app.py", line 7, in handler\n    checks.check(\'sku\')\n',
+                                  '  File "/opt/python/checks.py", line 2, in check\n    raise KeyError(n)\n']
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert "[ERROR] KeyError: 'sku'\nTraceback (most recent call last):\n  File \"/var/task/app.py\", line 7" in tail
+    assert "/lambda/code/" not in tail and "/lambda/layers/" not in tail
+    _, body = call(aws, name, {"json": True})
+    assert body["stackTrace"][0].startswith('  File "/var/task/app.py", line 6, in handler')
+    assert all(line.startswith('  File "/var/lang/lib/python3.') for line in body["stackTrace"][1:])
+
+
+def test_a_warm_worker_outlives_the_connection_that_started_it(aws: Any, deploy: Any, endpoint: str) -> None:
+    """Workers are started from one long-lived thread: the kernel's parent-death signal (which follows
+    the starting *thread*) must not kill them when a request thread ends with its connection."""
+    import urllib.request
+
+    name = deploy()
+
+    def invoke_on_a_new_connection() -> int:
+        request = urllib.request.Request(f"{endpoint}/2015-03-31/functions/{name}/invocations", data=b"{}",
+                                         method="POST", headers={"Connection": "close"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(json.loads(response.read())["pid"])
+
+    first = invoke_on_a_new_connection()
+    time.sleep(0.5)  # that connection's server thread has ended
+    assert invoke_on_a_new_connection() == first
+
+
 def test_a_timeout_is_reported_as_aws_does_and_the_worker_is_replaced(aws: Any, deploy: Any) -> None:
     name = deploy(Timeout=1)
     pid = call(aws, name)[1]["pid"]

@@ -6,6 +6,7 @@ tests/unit/test_crash.py kills a loaded local cloud."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -19,6 +20,8 @@ import pytest
 from localcloud import lifecycle
 from localcloud.persistence import snapshots as persistence
 
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 HANDLER = '''
 import base64, boto3, os
 sqs = boto3.client("sqs")
@@ -66,7 +69,13 @@ def _seen(client: Any, url: str, expected: set[str], timeout: float = 30.0) -> l
 def _pipeline(client: Any) -> str:
     client("kinesis").create_stream(StreamName="orders", ShardCount=1)
     url = client("sqs").create_queue(QueueName="seen")["QueueUrl"]
-    role = client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = client("iam").create_role(RoleName="r", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    client("iam").put_role_policy(RoleName="r", PolicyName="consume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Resource": "*", "Action": ["kinesis:GetRecords", "kinesis:GetShardIterator",
+                                                            "kinesis:DescribeStream", "kinesis:DescribeStreamSummary",
+                                                            "kinesis:ListShards", "kinesis:ListStreams"]},
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}))
     client("lambda").create_function(FunctionName="consumer", Runtime="python3.11", Role=role, Handler="app.handler",
                                      Code={"ZipFile": _bundle()}, Environment={"Variables": {"SEEN": url}})
     stream_arn = client("kinesis").describe_stream(StreamName="orders")["StreamDescription"]["StreamARN"]
@@ -351,3 +360,56 @@ def test_an_idle_durable_queue_cuts_its_log(tmp_path: Path, monkeypatch: pytest.
     assert len(list(events.log.records())) < 24
     events.close()
     assert durable_queue.DurableQueue(tmp_path, "flush").pending() == []
+
+
+def test_an_executor_opts_its_state_changing_route_into_the_journal_and_not_its_data_plane(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control-plane call an executor answers itself is journaled and replayed through it; an invoke
+    is not replayed (the function would run twice)."""
+    monkeypatch.setenv("RETAIL_LOCALCLOUD_IAM", "off")  # unsigned in-process requests
+    from types import SimpleNamespace
+
+    from werkzeug.test import Client
+
+    from localcloud.executors import CloudContext
+    from localcloud.persistence.journal import Journal, journaled
+    from localcloud.server import LocalCloudApp
+
+    def cloud(state: list[bytes], journal: Journal) -> LocalCloudApp:
+        def deploy(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            state.append(environ["wsgi.input"].read())
+            start_response("201 Created", [("Content-Length", "0")])
+            return [b""]
+
+        def invoke(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            state.append(b"function ran")
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+
+        class Stages:
+            name = "stages"
+
+            def route(self, request: Any) -> Any:
+                return {"/deployments": journaled(deploy), "/invocations": invoke}.get(request.path)
+
+        persistence = SimpleNamespace(name="persistence", journal=journal, snapshot_lsn=0, route=lambda request: None)
+        executors = [persistence, Stages()]
+        context = CloudContext("http://127.0.0.1:1", 1, tmp_path, {e.name: e for e in executors})
+        return LocalCloudApp(lambda environ, start_response: [], executors, context)  # type: ignore[arg-type]
+
+    before: list[bytes] = []
+    journal = Journal(tmp_path / "journal", "fsync")
+    app = cloud(before, journal)
+    app.replay()  # nothing yet: from here on writes are journaled
+    client = Client(app)
+    assert client.post("/deployments", data=b"v1").status_code == 201
+    assert client.post("/invocations", data=b"{}").status_code == 200
+    assert before == [b"v1", b"function ran"]
+    journal.log.sync()
+    journal.close()
+
+    after: list[bytes] = []
+    restarted = cloud(after, Journal(tmp_path / "journal", "fsync"))
+    restarted.replay()
+    assert after == [b"v1"] and restarted.replay_report.replayed == 1
+    restarted.journal.close()  # type: ignore[union-attr]
