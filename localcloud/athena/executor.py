@@ -33,7 +33,7 @@ from localcloud.athena import ddl, engine
 from localcloud.athena.catalog_api import CatalogApi
 from localcloud.athena.queries import ENDED, Query, bind, queries_of
 from localcloud.athena.results import csv_text, read_csv, rows_page
-from localcloud.athena.tables import QueryFailed, Reading
+from localcloud.athena.tables import COLUMNAR, QueryFailed, Reading
 from localcloud.executors import CloudContext, WSGIApp
 from localcloud.glue.lake import ApiError, Lake, LakeError, answer, folder, split_url
 from localcloud.persistence.journal import journaled
@@ -73,6 +73,7 @@ class Athena(CatalogApi):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._fail_interrupted()
+        COLUMNAR.idle(5)
         if self._cache is not None:
             shutil.rmtree(self._cache, ignore_errors=True)
 

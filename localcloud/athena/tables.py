@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,25 +226,73 @@ def register(connection: Any, view: str, table: CatalogTable, partitions: list[i
             reading.scanned += sum(max(0, sizes[name] - data.get(name, 0)) for name in names)  # footers
         connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS {body}")
         return
-    # Text objects are parsed once into a columnar copy, keyed by their etags and the table's definition:
-    # the next query over the same objects reads that copy (Athena's statistics still count the objects).
-    body_key = body.replace(_ident(file_table), "__files") + literal
-    cached = reading.cache / f"{hashlib.sha1(body_key.encode()).hexdigest()}.columnar.parquet"
-    if not cached.exists():
+    # Text objects are parsed into a columnar copy, keyed by their etags and the table's definition, in the
+    # background: this query reads the text (DuckDB parses only the columns it needs), the next ones over
+    # the same objects read the copy. Athena's statistics count the objects either way.
+    standalone = (f"WITH __files AS (SELECT * FROM (VALUES {literal}) AS v({header})) "
+                  + body.replace(_ident(file_table), "__files"))
+    cached = reading.cache / f"{hashlib.sha1(standalone.encode()).hexdigest()}.columnar.parquet"
+    if cached.exists():
+        connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS "
+                           f"SELECT * FROM read_parquet({_sql_text(str(cached))})")
+        return
+    connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS {body}")
+    COLUMNAR.submit(cached, standalone, reading)
+
+
+class Columnar:
+    """One background thread writing columnar copies of text objects (a failed copy is simply not made:
+    the queries keep reading the text, and report its errors themselves)."""
+
+    def __init__(self) -> None:
+        self._queue: "queue.Queue[tuple[Path, str, Reading]]" = queue.Queue()
+        self._pending: set[Path] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, path: Path, sql: str, reading: Reading) -> None:
+        with self._lock:
+            if path in self._pending:
+                return
+            self._pending.add(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="athena-columnar", daemon=True)
+                self._thread.start()
+        self._queue.put((path, sql, reading))
+
+    def _run(self) -> None:
         import duckdb
 
-        temporary = cached.with_name(f"{cached.name}.{threading.get_ident()}.part")
-        try:
-            connection.execute(f"COPY ({body}) TO {_sql_text(str(temporary))} (FORMAT PARQUET)")
-        except duckdb.Error as error:
-            temporary.unlink(missing_ok=True)
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise QueryFailed(f"HIVE_BAD_DATA: Error parsing the {kind} objects of table "
-                              f"'{table.database}.{table.name}': {first}", error_type=1002) from None
-        temporary.replace(cached)
-        reading.trim()
-    connection.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(view)} AS "
-                       f"SELECT * FROM read_parquet({_sql_text(str(cached))})")
+        while True:
+            path, sql, reading = self._queue.get()
+            temporary = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+            try:
+                if path.parent.exists() and not path.exists():
+                    connection = duckdb.connect()
+                    try:
+                        connection.execute(f"COPY ({sql}) TO {_sql_text(str(temporary))} (FORMAT PARQUET)")
+                    finally:
+                        connection.close()
+                    temporary.replace(path)
+                    reading.trim()
+            except (duckdb.Error, OSError):
+                temporary.unlink(missing_ok=True)
+            finally:
+                with self._lock:
+                    self._pending.discard(path)
+
+    def idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no copy is being written (tests, and a clean stop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+COLUMNAR = Columnar()
 
 
 def _json_keys(files: list[str]) -> dict[str, str]:
