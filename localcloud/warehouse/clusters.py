@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol
 
 from localcloud import motoapi
@@ -26,11 +27,12 @@ log = logging.getLogger("localcloud.warehouse")
 
 
 class ClusterStore(Protocol):
-    """What the warehouse executor provides: where files live, and quiescing a cluster's databases."""
+    """What the warehouse executor provides: where files live, and holding a cluster's files still."""
 
     root: Path
 
-    def close_cluster(self, account_id: str, region: str, name: str, *, interrupt: bool) -> None: ...
+    def cluster_files_still(self, account_id: str, region: str, name: str, *,
+                            forget: bool) -> AbstractContextManager[None]: ...
 
 
 def cluster_folder(root: Path, account_id: str, region: str, name: str) -> Path:
@@ -97,27 +99,28 @@ class ClusterFiles:
     # what each call does to the files ---------------------------------------------------------------
     def wipe_cluster(self, account_id: str, region: str, name: str) -> None:
         """Every database of the cluster, gone (running statements are interrupted first)."""
-        self.store.close_cluster(account_id, region, name, interrupt=True)
         folder = cluster_folder(self.store.root, account_id, region, name)
-        if folder.exists():
-            shutil.rmtree(folder)
-            log.info("cluster %s deleted: %s removed", name, folder)
+        with self.store.cluster_files_still(account_id, region, name, forget=True):
+            if folder.exists():
+                shutil.rmtree(folder)
+                log.info("cluster %s deleted: %s removed", name, folder)
 
     def copy_to_snapshot(self, account_id: str, region: str, name: str, snapshot_id: str) -> None:
-        """The cluster's databases as they are now (connections closed so the files are complete)."""
-        self.store.close_cluster(account_id, region, name, interrupt=False)
+        """The cluster's databases as they are now (no connection open while the files are copied)."""
         source = cluster_folder(self.store.root, account_id, region, name)
         target = snapshot_folder(self.store.root, account_id, region, snapshot_id)
-        target.mkdir(parents=True, exist_ok=True)
-        for database in sorted(source.glob("*.duckdb")) if source.exists() else []:
-            shutil.copy2(database, target / database.name)
+        with self.store.cluster_files_still(account_id, region, name, forget=False):
+            target.mkdir(parents=True, exist_ok=True)
+            for database in sorted(source.glob("*.duckdb")) if source.exists() else []:
+                shutil.copy2(database, target / database.name)
 
     def restore_snapshot(self, account_id: str, region: str, snapshot_id: str, name: str) -> None:
         source = snapshot_folder(self.store.root, account_id, region, snapshot_id)
         target = cluster_folder(self.store.root, account_id, region, name)
-        target.mkdir(parents=True, exist_ok=True)
-        for database in sorted(source.glob("*.duckdb")) if source.exists() else []:
-            shutil.copy2(database, target / database.name)
+        with self.store.cluster_files_still(account_id, region, name, forget=True):
+            target.mkdir(parents=True, exist_ok=True)
+            for database in sorted(source.glob("*.duckdb")) if source.exists() else []:
+                shutil.copy2(database, target / database.name)
 
     def forget_snapshots(self, backend: Any) -> None:
         """Snapshot folders of snapshots moto no longer has."""

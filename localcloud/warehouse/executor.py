@@ -26,6 +26,7 @@ Redshift destination) call `execute_sql(...)` directly, and find the target from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -34,7 +35,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from werkzeug.wrappers import Request
 
@@ -154,21 +155,25 @@ class Warehouse:
                 self.databases[target] = Database(target.path(self.root))
             return self.databases[target]
 
-    def close_cluster(self, account_id: str, region: str, name: str, *, interrupt: bool) -> None:
-        """Close a cluster's connections, so its files are complete on disk (the next statement opens them
-        again). `interrupt`: the cluster is being deleted; its running statements are aborted and its
-        databases forgotten."""
+    @contextlib.contextmanager
+    def cluster_files_still(self, account_id: str, region: str, name: str, *, forget: bool) -> Iterator[None]:
+        """While the block runs, no connection is open on the cluster's files and none can open: its
+        databases are closed under their locks, and new statements wait (they need `guard` to find a
+        database). `forget`: the cluster is going (deleted, or restored over): running statements are
+        interrupted and its databases forgotten. Lock order is guard, then a database's lock, as elsewhere."""
         key = (account_id, region, "cluster", name)
         with self.guard:
-            closing = [(target, database) for target, database in self.databases.items()
-                       if (target.account_id, target.region, target.kind, target.name) == key]
-            if interrupt:
-                for target, _ in closing:
-                    del self.databases[target]
-        for target, database in closing:
-            if interrupt and self.running.get(target) is not None and database.connection is not None:
-                database.connection.interrupt()
-            database.close()
+            mine = [(target, database) for target, database in self.databases.items()
+                    if (target.account_id, target.region, target.kind, target.name) == key]
+            with contextlib.ExitStack() as held:
+                for target, database in mine:
+                    if forget and self.running.get(target) is not None and database.connection is not None:
+                        database.connection.interrupt()
+                    held.enter_context(database.lock)
+                    database.close()
+                    if forget:
+                        del self.databases[target]
+                yield
 
     # -- running statements
 
