@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, quote
 
@@ -171,9 +172,7 @@ def _user_arn(account: str, name: str) -> str:
 
 def verify(signed: Signed, secret: str, environ: Mapping[str, Any], body: bytes) -> None:
     """Recompute the signature with botocore's SigV4 code; AuthError("signature") on a mismatch."""
-    from botocore.auth import S3SigV4Auth, SigV4Auth
     from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
 
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or quote(environ.get("PATH_INFO", "/"))
     path, _, query = raw.partition("?")
@@ -197,18 +196,44 @@ def verify(signed: Signed, secret: str, environ: Mapping[str, Any], body: bytes)
     host = headers.get("host", environ.get("HTTP_HOST", "localhost"))
     request = AWSRequest(method=environ.get("REQUEST_METHOD", "GET"), url=f"http://{host}{path}"
                          + (f"?{query}" if query else ""), headers=headers, data=b"")
-    request.context["timestamp"] = signed.timestamp
-    base = S3SigV4Auth if signed.service == "s3" else SigV4Auth
-
-    class Signer(base):  # type: ignore[misc, valid-type]
-        def payload(self, _request: Any) -> str:  # the body's hash as the client computed it
-            return payload
-
-    signer = Signer(Credentials(signed.access_key, secret), signed.service, signed.region)
+    request.context.update(timestamp=signed.timestamp, payload=payload)
+    signer = _signers()[signed.service == "s3"]
     canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    string_to_sign = "\n".join(("AWS4-HMAC-SHA256", signed.timestamp,
+                                 f"{signed.date}/{signed.region}/{signed.service}/aws4_request",
+                                 hashlib.sha256(canonical.encode()).hexdigest()))
+    key = _signing_key(secret, signed.date, signed.region, signed.service)
+    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signed.signature):
         raise AuthError("signature", _mismatch(signed.service))
+
+
+@lru_cache(maxsize=1)
+def _signers() -> tuple[Any, Any]:
+    """botocore's SigV4 canonical-request code (S3's leaves the path as sent), with the payload hash the
+    client sent or the body's."""
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.credentials import Credentials
+
+    class Canonical(SigV4Auth):
+        def payload(self, request: Any) -> str:
+            return str(request.context["payload"])
+
+    class S3Canonical(S3SigV4Auth):
+        def payload(self, request: Any) -> str:
+            return str(request.context["payload"])
+
+    unused = Credentials("", "")
+    return Canonical(unused, "", ""), S3Canonical(unused, "", "")
+
+
+@lru_cache(maxsize=256)
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """SigV4's derived key (AWS4+secret -> date -> region -> service -> aws4_request), once per day."""
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 def _check_expiry(signed: Signed, query: str) -> None:
