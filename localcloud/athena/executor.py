@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,13 +68,15 @@ class Athena(CatalogApi):
         shutil.rmtree(self._cache, ignore_errors=True)
         self._cache.mkdir(parents=True, exist_ok=True)
         self._fail_interrupted()
+        COLUMNAR.restart()
+        threading.Thread(target=_warm_up, name="athena-warm-up", daemon=True).start()
 
     def stop(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._fail_interrupted()
-        COLUMNAR.idle(5)
+        COLUMNAR.stop()
         if self._cache is not None:
             shutil.rmtree(self._cache, ignore_errors=True)
 
@@ -299,6 +302,15 @@ class Athena(CatalogApi):
         lake.write(query.output, body.encode("utf-8"))
         lake.write(query.output + ".metadata", json.dumps({"ColumnInfo": result.columns}).encode())
         self._rows[query.id] = rows
+
+
+def _warm_up() -> None:
+    """Load sqlglot's dialects and DuckDB before the first query needs them (most of a second)."""
+    try:
+        engine.parse("SELECT 1").sql(dialect="duckdb")
+        engine.connect().close()
+    except Exception:  # noqa: BLE001 - only a head start; the first query loads them otherwise
+        log.debug("warm-up failed", exc_info=True)
 
 
 def make_executor() -> Athena:

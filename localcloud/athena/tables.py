@@ -249,10 +249,12 @@ class Columnar:
         self._pending: set[Path] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._connection: Any = None
+        self._stopping = False
 
     def submit(self, path: Path, sql: str, reading: Reading) -> None:
         with self._lock:
-            if path in self._pending:
+            if path in self._pending or self._stopping:
                 return
             self._pending.add(path)
             if self._thread is None or not self._thread.is_alive():
@@ -267,11 +269,15 @@ class Columnar:
             path, sql, reading = self._queue.get()
             temporary = path.with_name(f"{path.name}.{threading.get_ident()}.part")
             try:
-                if path.parent.exists() and not path.exists():
-                    connection = duckdb.connect()
+                if path.parent.exists() and not path.exists() and not self._stopping:
+                    with self._lock:
+                        self._connection = connection = duckdb.connect()
                     try:
+                        connection.execute("SET threads = 1")  # a core is left to the queries themselves
                         connection.execute(f"COPY ({sql}) TO {_sql_text(str(temporary))} (FORMAT PARQUET)")
                     finally:
+                        with self._lock:
+                            self._connection = None
                         connection.close()
                     temporary.replace(path)
                     reading.trim()
@@ -280,6 +286,27 @@ class Columnar:
             finally:
                 with self._lock:
                     self._pending.discard(path)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Interrupt the copy being written and forget the queued ones (the local cloud is stopping)."""
+        with self._lock:
+            self._stopping = True
+            if self._connection is not None:
+                self._connection.interrupt()
+            thread = self._thread
+        while True:
+            try:
+                _, _, _ = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                self._pending.clear()
+        if thread is not None:
+            thread.join(timeout)
+
+    def restart(self) -> None:
+        with self._lock:
+            self._stopping = False
 
     def idle(self, timeout: float = 30.0) -> bool:
         """Wait until no copy is being written (tests, and a clean stop)."""
