@@ -207,3 +207,23 @@ def test_plain_folders_alike_are_partitions_and_different_ones_tables():
     schemas = {"data/a/1.json": ("json", ("x",)), "data/b/1.json": ("csv", ("y",))}
     groups = crawl_module.plan("s3://b/data/", alike, lambda objs: schemas[objs[0].key], "data")
     assert [(g.name, g.root) for g in groups] == [("a", "s3://b/data/a/"), ("b", "s3://b/data/b/")]
+
+
+def test_a_stop_request_ends_the_crawl_before_it_writes():
+    class Lake:
+        def objects(self, url: str) -> list[S3Object]:
+            return [S3Object("b", "raw/year=2010/a.json", 9, "e")]
+
+        def read(self, obj: S3Object) -> bytes:
+            return b'{"a": 1}\n'
+
+    class Glue:
+        databases: dict[str, Any] = {"db": type("Database", (), {"name": "db", "tables": {}})()}
+
+    class Crawler:
+        name, role, database_name, table_prefix, schema_change_policy = "c", "r", "db", "", {}
+        targets = {"S3Targets": [{"Path": "s3://b/raw/"}]}
+
+    with pytest.raises(crawl_module.Stopped):
+        crawl_module.Crawl(Glue(), Crawler(), Lake(), lambda: True).run()  # type: ignore[arg-type]
+    assert Glue.databases["db"].tables == {}
