@@ -141,6 +141,16 @@ def test_a_function_gets_exactly_what_its_role_allows(endpoint: str, world: dict
     assert results[8][0] == "AccessDenied" and "iam:CreateUser" in results[8][1]
 
 
+def test_a_missing_object_is_access_denied_without_list_bucket(endpoint: str, world: dict[str, str]):
+    objects = f"arn:aws:s3:::{world['a']}/*"
+    blind, _ = deploy(endpoint, policy(allow("s3:GetObject", objects)))
+    seeing, _ = deploy(endpoint, policy(allow("s3:GetObject", objects),
+                                        allow("s3:ListBucket", f"arn:aws:s3:::{world['a']}")))
+    missing = ("s3", "get_object", {"Bucket": world["a"], "Key": "not-yet.txt"})
+    assert run(endpoint, blind, missing)[0][0] == "AccessDenied"
+    assert run(endpoint, seeing, missing)[0][0] == "NoSuchKey"
+
+
 def test_an_explicit_deny_wins_over_an_allow(endpoint: str, world: dict[str, str]):
     function, _ = deploy(endpoint, policy(allow("s3:*", "*"),
                                           {"Effect": "Deny", "Action": "s3:GetObject",

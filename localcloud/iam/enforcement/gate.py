@@ -121,7 +121,8 @@ def check(environ: dict[str, Any]) -> WSGIApp | None:
         return errors.refusal(signed.service, protocol, "denied", trust)
     denial = decide(caller, asks, signed.region, lambda ask: resource_policy(ask, caller.account, signed.region))
     if denial is None:
-        return None
+        hidden = service_checks.missing_object_refusal(caller, asks, signed.region) if signed.service == "s3" else None
+        return None if hidden is None else errors.refusal("s3", protocol, "denied", hidden)
     message = denial.message
     if signed.service == "s3":
         message = message.replace(f"on resource: {denial.ask.resource}", f'on resource: "{denial.ask.resource}"')

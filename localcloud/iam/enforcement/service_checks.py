@@ -123,3 +123,24 @@ def _trusts(trust: Any, caller: Caller) -> bool:
             if value in ("*", caller.account, f"arn:aws:iam::{caller.account}:root", caller.entity_arn, caller.arn):
                 return True
     return False
+
+
+def missing_object_refusal(caller: Caller, asks: list[Ask], region: str) -> str | None:
+    """S3 answers a read of a key that does not exist with 403 AccessDenied, not 404 NoSuchKey, unless
+    the caller may also list the bucket (s3:ListBucket): what a missing object looks like to a caller
+    depends on that permission."""
+    from localcloud.iam.enforcement.resources import resource_policy
+    from localcloud.motoapi import s3_backends
+
+    for ask in asks:
+        if ask.action not in ("s3:GetObject", "s3:GetObjectVersion") or "/" not in ask.resource[13:]:
+            continue
+        bucket, key = ask.resource[len("arn:aws:s3:::"):].split("/", 1)
+        found = s3_backends[caller.account]["aws"].buckets.get(bucket)
+        if found is None or key in found.keys:
+            continue
+        listing = Ask("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": (key,)})
+        denied = decide(caller, [listing], region, lambda a: resource_policy(a, caller.account, region))
+        if denied is not None:
+            return denied.message.replace(f"on resource: {listing.resource}", f'on resource: "{listing.resource}"')
+    return None
