@@ -282,3 +282,70 @@ def test_off_allows_all(tmp_path_factory: pytest.TempPathFactory):
         made_up = client(url, "s3", "AKIAMADEUPMADEUP1234", "whatever")
         made_up.create_bucket(Bucket="anything-goes")
         assert [b["Name"] for b in made_up.list_buckets()["Buckets"]] == ["anything-goes"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Request -> (action, resource), in-process
+
+
+def _json_request(service: str, operation: str, params: dict[str, Any]) -> Any:
+    from localcloud.iam.enforcement.asks import Request
+
+    return Request(service, "json", operation, "POST", "/", {}, params, REGION, ACCOUNT, {})
+
+
+@pytest.mark.parametrize("service, operation, params, expected", [
+    ("dynamodb", "Query", {"TableName": "t", "IndexName": "by-customer"},
+     [("dynamodb:Query", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/index/by-customer")]),
+    ("dynamodb", "BatchWriteItem", {"RequestItems": {"a": [], "b": []}},
+     [("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/a"),
+      ("dynamodb:BatchWriteItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/b")]),
+    ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "t"}}, {"Delete": {"TableName": "t"}}]},
+     [("dynamodb:PutItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t"),
+      ("dynamodb:DeleteItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t")]),
+    ("kinesis", "GetRecords", {"ShardIterator": "c3RyZWFtLWE6c2hhcmRJZC0wMDA6MTA="},
+     [("kinesis:GetRecords", f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/stream-a")]),
+    ("sqs", "SendMessageBatch", {"QueueUrl": f"http://127.0.0.1:4566/{ACCOUNT}/quarantine"},
+     [("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:quarantine")]),
+    ("ssm", "GetParameter", {"Name": "/retail/token", "WithDecryption": True},
+     [("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/retail/token")]),
+    ("logs", "PutLogEvents", {"logGroupName": "/aws/lambda/f", "logStreamName": "s"},
+     [("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/f:log-stream:s")]),
+    ("monitoring", "PutMetricData", {"Namespace": "Retail"}, [("cloudwatch:PutMetricData", "*")]),
+    ("firehose", "PutRecordBatch", {"DeliveryStreamName": "d"},
+     [("firehose:PutRecordBatch", f"arn:aws:firehose:{REGION}:{ACCOUNT}:deliverystream/d")]),
+])
+def test_json_requests_map_to_the_service_authorization_reference(service, operation, params, expected):
+    from localcloud.iam.enforcement import json_asks
+
+    assert [(ask.action, ask.resource) for ask in json_asks.asks(_json_request(service, operation, params))] == expected
+
+
+def test_an_unknown_operation_is_unmapped():
+    from localcloud.iam.enforcement import json_asks
+    from localcloud.iam.enforcement.asks import Unmapped
+
+    with pytest.raises(Unmapped):
+        json_asks.asks(_json_request("dynamodb", "ExecuteStatement", {"Statement": "SELECT * FROM t"}))
+    with pytest.raises(Unmapped):
+        json_asks.asks(_json_request("stepfunctions", "StartExecution", {}))
+
+
+def test_s3_and_lambda_requests_map_to_their_actions():
+    from localcloud.iam.enforcement import rest_asks, s3_asks
+
+    def s3(method: str, path: str, query: dict[str, str] | None = None, copy: str = "") -> list[tuple[str, str]]:
+        return [(a.action, a.resource) for a in s3_asks.asks(method, "127.0.0.1", path, query or {},
+                                                             {"x-amz-copy-source": copy}, b"")]
+
+    assert s3("HEAD", "/lake/raw/a.json") == [("s3:GetObject", "arn:aws:s3:::lake/raw/a.json")]
+    assert s3("GET", "/lake", {"list-type": "2", "prefix": "raw/"}) == [("s3:ListBucket", "arn:aws:s3:::lake")]
+    assert s3("PUT", "/lake", {"notification": ""}) == [("s3:PutBucketNotification", "arn:aws:s3:::lake")]
+    assert s3("PUT", "/lake/b", copy="/src/a%20b") == [("s3:PutObject", "arn:aws:s3:::lake/b"),
+                                                        ("s3:GetObject", "arn:aws:s3:::src/a b")]
+    assert s3("POST", "/lake/big", {"uploads": ""}) == [("s3:PutObject", "arn:aws:s3:::lake/big")]
+    assert s3("GET", "/") == [("s3:ListAllMyBuckets", "*")]
+    operation, asks = rest_asks.lambda_asks("POST", "/2015-03-31/functions/ingest/invocations", {"Qualifier": "live"},
+                                            b"", REGION, ACCOUNT)
+    assert (operation, asks[0].action, asks[0].resource) == (
+        "Invoke", "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest:live")
