@@ -83,7 +83,11 @@ def course_roles(names: Names) -> list[FunctionRole]:
             "Kinesis -> Lambda: writes raw JSON-lines files into the lake",
             (
                 allow(KINESIS_READ_ACTIONS, [names.stream_arn], "ReadTheStream"),
-                allow(["s3:PutObject"], [f"{names.lake_bucket_arn}/raw/*"], "WriteRawLakeFiles"),
+                # It merges into a file: reads it (GetObject) and writes it back (PutObject).
+                allow(["s3:GetObject", "s3:PutObject"], [f"{names.lake_bucket_arn}/raw/*"], "MergeRawLakeFiles"),
+                # Without ListBucket S3 answers AccessDenied, not NoSuchKey, for a file not written yet.
+                {**allow(["s3:ListBucket"], [names.lake_bucket_arn], "ListRawLakeFiles"),
+                 "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}}},
                 allow(["sqs:SendMessage"], [names.quarantine_queue_arn], "QuarantineBadRecords"),
             ),
             names,

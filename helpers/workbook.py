@@ -75,7 +75,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
 
 # What each notebook builds on (require() makes sure of these first, in order).
 DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",),
-                                      "06": ("02",), "07": ("06",), "08": ("06",)}
+                                      "06": ("02",), "07": ("06",), "08": ("06",), "09": ()}
 STATE_DIR = BUILD_DIR / "state"
 
 
@@ -123,7 +123,7 @@ def stop_after_build() -> None:
 
 def _still_there(number: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
     """The record of notebook `number`, if it was made with these parameters and its probe answers."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from helpers import config
 
@@ -140,7 +140,7 @@ def _still_there(number: str, parameters: dict[str, Any]) -> dict[str, Any] | No
     for service, operation, arguments in state.get("probes", []):
         try:
             getattr(config.client(service), operation)(**arguments)
-        except ClientError:
+        except (ClientError, BotoCoreError):
             return None
     return state["built"]
 
@@ -177,8 +177,11 @@ def require(number: str, **parameters: Any) -> dict[str, Any]:
                                   "allow_aws_create": settings.allow_aws_create, "build_only": True, **parameters})
         mine = _still_there(number, parameters)
         if mine is None:
-            raise RuntimeError(f"{notebook.name} with build_only=True recorded nothing: see {output} and "
-                               f"{output.with_suffix('.log')}")
+            log = output.with_suffix(".log")
+            errors = [line for line in log.read_text(errors="replace").splitlines()
+                      if "Error" in line or "NotAllowed" in line] if log.exists() else []
+            raise RuntimeError(f"{notebook.name} with build_only=True recorded nothing"
+                               + (f" ({errors[-1].strip()})" if errors else "") + f": see {output} and {log}")
     return built | mine
 
 
