@@ -117,6 +117,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "dashboard": _module("bi_dashboard"),
     "lake": _module("lake_sql"),
     "pipeline": _module("pipeline_e2e"),  # the full file end to end: about 10-15 minutes
+    "journal": _module("journal"),  # write-heavy workload with the journal fsync/flush/off, and replay after kill -9
     "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
     "batch": _module("batch_import"),  # the full file cut by day and bulk-imported by the batch Lambda
 }

@@ -53,6 +53,7 @@ class Health:
     started_at: float
     executors: tuple[str, ...]
     state_dir: str
+    status: str = "running"  # or "replaying the journal" (after a crash), answering nothing else yet
 
 
 def endpoint_for(port: int, host: str = DEFAULT_HOST) -> str:
@@ -92,6 +93,7 @@ def health(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 
         started_at=float(body["started_at"]),
         executors=tuple(body.get("executors", ())),
         state_dir=str(body.get("state_dir", "")),
+        status=str(body.get("status", "running")),
     )
 
 
@@ -203,8 +205,10 @@ def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = STAR
                     f"Log ({logfile(port)}):\n{_log_tail(port)}"
                 )
             running = health(port, host, timeout=1.0)
-            if running is not None:
+            if running is not None and running.status == "running":
                 return running.endpoint
+            if running is not None:  # replaying its journal: as long as that takes, it is starting
+                started = time.monotonic()
             time.sleep(0.1)
         _terminate_group(process.pid)
         pidfile(port).unlink(missing_ok=True)

@@ -43,11 +43,19 @@ class LocalCloudApp:
         self.last_request_at = time.monotonic()
         self.journal: Journal | None = None  # set once replayed: from then on every write goes through it
         self.replay_report = ReplayReport()
+        self.replay_error: str | None = None  # the journal could not be replayed: every request is refused
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         self.last_request_at = time.monotonic()
         if environ.get("PATH_INFO") == HEALTH_PATH:
             return self._health(start_response)
+        REPLAY_DONE.wait()  # a request during the replay waits for the state it would see
+        if self.replay_error is not None:
+            return _unavailable(start_response, RuntimeError(f"the journal could not be replayed: {self.replay_error}"))
+        return self.dispatch(environ, start_response)
+
+    def dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """IAM, then the first executor that claims the request, then moto (the journal's replay enters here)."""
         refused = iam_enforcement.check(environ)  # IAM: authenticated and authorized before anything runs
         if refused is not None:
             return refused(environ, start_response)
@@ -90,7 +98,7 @@ class LocalCloudApp:
         if journal is None:
             return
         with journal.apply_lock:  # through the whole dispatcher: an executor's journaled route gets its own again
-            self.replay_report = journal.replay(self, persistence.snapshot_lsn)
+            self.replay_report = journal.replay(self.dispatch, persistence.snapshot_lsn)
         if self.replay_report.replayed:
             log.info("journal: replayed %d requests in %.2f s", self.replay_report.replayed,
                      self.replay_report.seconds)
@@ -100,13 +108,14 @@ class LocalCloudApp:
         body = json.dumps(
             {
                 "service": SERVICE_ID,
-                "status": "running",
+                "status": "running" if REPLAY_DONE.is_set() else "replaying the journal",
                 "pid": os.getpid(),
                 "endpoint": self.context.endpoint,
                 "started_at": self.started_at,
                 "executors": [executor.name for executor in self.executors],
                 "state_dir": str(self.context.state_dir),
-                "journal": {"policy": policy() if self.journal is not None else "off",
+                "journal": {"policy": policy() if getattr(self.context.executors.get("persistence"), "journal", None)
+                            else "off",
                             **self.replay_report.as_dict()},
             }
         ).encode()
@@ -189,13 +198,25 @@ def serve(host: str, port: int, state_dir: Path) -> int:
     except (OSError, SystemExit) as error:
         print(f"localcloud: cannot bind {host}:{port}: {error}", file=sys.stderr, flush=True)
         return 3
-    REPLAY_DONE.clear()  # consumers wait for the journal's records before trusting their checkpoints
+    REPLAY_DONE.clear()  # requests and consumers' checkpoints wait for the journal's records
     try:
         for executor in app.executors:
             executor.start(app.context)
-        app.replay()  # the executors' hooks are in place: what a replayed write triggers happens again
-    finally:
+    except BaseException:
         REPLAY_DONE.set()
+        raise
+
+    def replay() -> None:
+        """While the server already answers health checks (a long journal must not time `up` out)."""
+        try:
+            app.replay()  # the executors' hooks are in place: what a replayed write triggers happens again
+        except Exception as error:  # loud: nothing is served on a state missing acknowledged writes
+            log.exception("journal replay failed")
+            app.replay_error = f"{type(error).__name__}: {error}"
+        finally:
+            REPLAY_DONE.set()
+
+    threading.Thread(target=replay, name="journal-replay", daemon=True).start()
     stop_gc_policy = threading.Event()
     threading.Thread(target=keep_state_out_of_gc, args=(stop_gc_policy,), name="gc-policy", daemon=True,
                      kwargs={"idle_for": lambda: time.monotonic() - app.last_request_at}).start()
