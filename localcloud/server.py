@@ -87,6 +87,8 @@ class LocalCloudApp:
             except JournalError as error:  # not durable: not acknowledged
                 log.error("journal: %s", error)
                 return _unavailable(start_response, error)
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            return journal.serve_receive(app, environ, body, start_response)
         environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
         environ.pop("wsgi.input_terminated", None)
         return app(environ, start_response)

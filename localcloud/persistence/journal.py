@@ -203,6 +203,38 @@ class Journal:
         start_response(answer["status"], answer["headers"])
         return chunks
 
+    def serve_receive(self, app: WSGIApp, environ: dict[str, Any], body: bytes,
+                      start_response: Callable[..., Any]) -> list[bytes]:
+        """SQS ReceiveMessage (JSON protocol): not journaled as a request (a long poll must not hold the
+        apply lock), but the receipt handles it handed out are, so that a later DeleteMessage naming one
+        finds its message again on replay (else a deleted message would come back after a crash)."""
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        answer: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            answer["status"], answer["headers"] = status, headers
+            return answer.setdefault("written", []).append
+
+        result = app(environ, capture)
+        try:
+            chunks = [*answer.get("written", []), *result]
+        finally:
+            getattr(result, "close", lambda: None)()
+        if answer["status"].startswith("200"):
+            try:
+                messages = json.loads(b"".join(chunks) or b"{}").get("Messages", [])
+                queue = json.loads(body or b"{}").get("QueueUrl", "")
+            except (ValueError, AttributeError):
+                messages, queue = [], ""
+            receipts = [[m["MessageId"], m["ReceiptHandle"]] for m in messages if "ReceiptHandle" in m]
+            if receipts and queue:
+                header = json.dumps({"kind": "sqs-receipts", "queue": queue, "region": _region(environ),
+                                     "receipts": receipts}).encode()
+                self.log.append(HEADER.pack(len(header)) + header)  # ordered before any DeleteMessage of them
+        start_response(answer["status"], answer["headers"])
+        return chunks
+
     def replay(self, app: WSGIApp, after: int) -> ReplayReport:
         """Apply every record after lsn `after` through `app`, in order, with the draws they made."""
         report = ReplayReport()
@@ -211,6 +243,9 @@ class Journal:
             (size,) = HEADER.unpack_from(payload)
             header = json.loads(payload[HEADER.size:HEADER.size + size])
             body = payload[HEADER.size + size:]
+            if header.get("kind") == "sqs-receipts":
+                _restore_receipts(header)
+                continue
             environ = dict(header["env"])
             environ.update({"wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
                             "wsgi.url_scheme": "http", "wsgi.multithread": True, "wsgi.multiprocess": False,
@@ -246,6 +281,31 @@ class Journal:
                       "(their effect may be missing):\n%s", len(report.mismatched), report.replayed,
                       "\n".join(report.mismatched[:20]))
         return report
+
+
+def _region(environ: dict[str, Any]) -> str:
+    """The region of a SigV4-signed request (its credential scope)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    scope = authorization.split("Credential=", 1)[-1].split(",", 1)[0].split("/") if "Credential=" in authorization else []
+    return scope[2] if len(scope) > 2 else "us-east-1"
+
+
+def _restore_receipts(header: dict[str, Any]) -> None:
+    """Give the messages of a replayed queue the receipt handles a ReceiveMessage handed out."""
+    from localcloud.motoapi import sqs_backends
+
+    url = header["queue"].rstrip("/")
+    account, name = url.split("/")[-2:]
+    queue = sqs_backends[account][header["region"]].queues.get(name)
+    if queue is None:
+        return
+    handles = dict(header["receipts"])
+    for message in list(queue._messages):
+        handle = handles.get(message.id)
+        if handle is not None:
+            if message.receipt_handle:
+                message._old_receipt_handles.append(message.receipt_handle)
+            message.receipt_handle = handle
 
 
 def open_journal(folder: Path, start_after: int) -> Journal | None:

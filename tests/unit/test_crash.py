@@ -80,6 +80,7 @@ def _deploy(endpoint: str) -> str:
         TableName="orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
     _client(endpoint, "s3").create_bucket(Bucket="crash-lake")
+    _client(endpoint, "sqs").create_queue(QueueName="crash-queue")
     role = _role(endpoint, "ingest-role", "kinesis:PutRecords")
     bundle = io.BytesIO()
     with zipfile.ZipFile(bundle, "w") as archive:
@@ -117,10 +118,11 @@ class Writers:
         self.endpoint, self.api_url = endpoint, api_url
         self.stop, self.go = threading.Event(), threading.Event()
         self.go.set()
-        self.acked: dict[str, list[str]] = {"direct": [], "ingest": [], "put": [], "batch": [], "s3": []}
+        self.acked: dict[str, list[str]] = {"direct": [], "ingest": [], "put": [], "batch": [], "s3": [], "sqs": []}
+        self.deleted: list[str] = []  # SQS messages whose DeleteMessage was acknowledged
         self.threads = [threading.Thread(target=self._loop, args=(name, write), daemon=True) for name, write in (
             ("direct", self._kinesis), ("ingest", self._api), ("put", self._put_item), ("batch", self._batch),
-            ("s3", self._s3))]
+            ("s3", self._s3), ("sqs", self._sqs))]
 
     def __enter__(self) -> "Writers":
         for thread in self.threads:
@@ -133,7 +135,7 @@ class Writers:
             thread.join(timeout=60)
 
     def _loop(self, name: str, write: Callable[[Any, int], list[str]]) -> None:
-        client = None if name == "ingest" else _client(self.endpoint, {"direct": "kinesis", "s3": "s3"}.get(name, "dynamodb"))
+        client = None if name == "ingest" else _client(self.endpoint, {"direct": "kinesis", "s3": "s3", "sqs": "sqs"}.get(name, "dynamodb"))
         step = 0
         while not self.stop.is_set():
             self.go.wait()
@@ -166,6 +168,17 @@ class Writers:
         unprocessed = {r["PutRequest"]["Item"]["pk"]["S"] for r in answer.get("UnprocessedItems", {}).get("orders", [])}
         return [key for key in keys if key not in unprocessed]
 
+    def _sqs(self, sqs: Any, step: int) -> list[str]:
+        """Send a message, then receive one and delete it: an acknowledged delete must stay deleted."""
+        url = sqs.get_queue_url(QueueName="crash-queue")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=f"sqs-{step}")
+        sent = [f"sqs-{step}"]
+        self.acked["sqs"] += sent
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            self.deleted.append(message["Body"])
+        return []
+
     def _s3(self, s3: Any, step: int) -> list[str]:
         key = f"raw/{step:06d}.json"
         s3.put_object(Bucket="crash-lake", Key=key, Body=json.dumps({"step": step}).encode())
@@ -196,6 +209,16 @@ def _table_keys(dynamodb: Any) -> list[str]:
 def _bucket_keys(s3: Any) -> list[str]:
     return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="crash-lake")
             for item in page.get("Contents", [])]
+
+
+def _queue_bodies(sqs: Any) -> list[str]:
+    url = sqs.get_queue_url(QueueName="crash-queue")["QueueUrl"]
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        if not messages:
+            return bodies
+        bodies += [message["Body"] for message in messages]
 
 
 def _processes() -> dict[int, tuple[int, str, str]]:
@@ -254,6 +277,7 @@ def test_every_acknowledged_write_survives_a_kill_9_exactly_once_and_nothing_is_
     assert _orphans(server, state_dir) == [], "processes of the killed server still run"
     acked = {kind: list(values) for kind, values in writers.acked.items()}
     assert all(len(values) > 10 for values in acked.values()), {k: len(v) for k, v in acked.items()}
+    assert len(writers.deleted) > 10
 
     assert lifecycle.up(port) == endpoint  # same port, stale pidfile and all
     journal = json.loads(urllib.request.urlopen(f"{endpoint}/_localcloud/health", timeout=10).read())["journal"]
@@ -269,6 +293,11 @@ def test_every_acknowledged_write_survives_a_kill_9_exactly_once_and_nothing_is_
         doubled = [value for value, count in counts.items() if count > 1]
         assert not missing, f"{kind}: {len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
         assert not doubled, f"{kind}: stored twice: {doubled[:3]}"
+    queued = Counter(_queue_bodies(_client(endpoint, "sqs")))
+    deleted = set(writers.deleted)
+    assert not deleted & set(queued), f"acknowledged deletes undone: {sorted(deleted & set(queued))[:3]}"
+    assert not [body for body in acked["sqs"] if body not in deleted and not queued[body]], "acknowledged sends lost"
+    assert all(count == 1 for count in queued.values())
     # the resources made before the crash are there and work: the API's ids were replayed as they were
     assert _post(api_url, ["after-the-crash"])
     assert "after-the-crash" in _stream_values(kinesis, "ingest")
