@@ -136,7 +136,10 @@ def paced(items: Sequence[Any], batch: int, timestamps: Sequence[float] | None =
           progress: bool = True, description: str = "") -> Iterable[Sequence[Any]]:
     """Batches of `items`; with `timestamps` and `speedup` > 0, each batch waits until its first reading's
     simulated time divided by `speedup` has passed (speedup 60: a simulated hour in a minute)."""
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm
+    else:  # no bar: tqdm's own (tqdm.auto warns in a notebook without widgets even when disabled)
+        from tqdm import tqdm
 
     began = time.monotonic()
     bar = tqdm(total=len(items), desc=description, unit="rec", disable=not progress, mininterval=0.5)
