@@ -58,6 +58,7 @@ EXPORTS: dict[str, str] = {
     "sqs_backends": "moto.sqs.models:sqs_backends",
     "sts_backends": "moto.sts.models:sts_backends",  # iam enforcement: assumed-role sessions
     "secretsmanager_backends": "moto.secretsmanager.models:secretsmanager_backends",  # iam enforcement: secret ARNs
+    "ssm_backends": "moto.ssm.models:ssm_backends",  # iam enforcement: SecureStrings under customer keys
     # models and helpers the executors use
     "EventPattern": "moto.events.models:EventPattern",
     "LambdaFunction": "moto.awslambda.models:LambdaFunction",

@@ -151,6 +151,20 @@ def test_a_missing_object_is_access_denied_without_list_bucket(endpoint: str, wo
     assert run(endpoint, seeing, missing)[0][0] == "NoSuchKey"
 
 
+def test_a_securestring_under_a_customer_key_needs_kms_decrypt(endpoint: str, world: dict[str, str]):
+    key = client(endpoint, "kms").create_key()["KeyMetadata"]
+    name = f"/{unique('retail')}/customer-key-secret"
+    client(endpoint, "ssm").put_parameter(Name=name, Value="s3cr3t", Type="SecureString", KeyId=key["KeyId"])
+    parameter_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+    without, _ = deploy(endpoint, policy(allow("ssm:GetParameter", parameter_arn)))
+    with_key, _ = deploy(endpoint, policy(allow("ssm:GetParameter", parameter_arn), allow("kms:Decrypt", key["Arn"])))
+    read = ("ssm", "get_parameter", {"Name": name, "WithDecryption": True})
+    code, message = run(endpoint, without, read)[0]
+    assert code == "AccessDeniedException" and f"kms:Decrypt on resource: {key['Arn']}" in message
+    assert run(endpoint, with_key, read)[0] == ["ok", ""]
+    assert run(endpoint, without, ("ssm", "get_parameter", {"Name": name}))[0] == ["ok", ""]  # no decryption
+
+
 def test_an_explicit_deny_wins_over_an_allow(endpoint: str, world: dict[str, str]):
     function, _ = deploy(endpoint, policy(allow("s3:*", "*"),
                                           {"Effect": "Deny", "Action": "s3:GetObject",

@@ -14,7 +14,7 @@ from typing import Any
 from localcloud.executors import WSGIApp
 from localcloud.iam.enforcement.asks import Ask, Request
 from localcloud.iam.enforcement.authn import Caller
-from localcloud.iam.enforcement.decide import decide
+from localcloud.iam.enforcement.decide import Denial, decide
 
 STREAM_READ = ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream", "kinesis:ListShards")
 DYNAMODB_STREAM_READ = ("dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream",
@@ -59,8 +59,6 @@ def event_source_refusal(function: str, source: str, account: str, region: str) 
         role = str(lambda_backends[parts[4]][parts[3]].get_function(parts[6]).role)
     except Exception:  # noqa: BLE001 - no such function: Lambda answers that itself
         return None
-    session = Caller("assumed-role", f"arn:aws:sts::{parts[4]}:assumed-role/{role.rsplit('/', 1)[-1]}/{parts[6]}",
-                     parts[4], role)
     service = source.split(":")[2] if source.count(":") >= 5 else ""
     if service == "kinesis":
         actions, message = STREAM_READ, (f"Cannot access stream {source}. Please ensure the role can perform the "
@@ -71,23 +69,56 @@ def event_source_refusal(function: str, source: str, account: str, region: str) 
                                                   "perform the GetRecords, GetShardIterator, DescribeStream, and "
                                                   "ListStreams Actions on your stream in IAM.")
     elif service == "sqs":
-        denied = decide(session, [Ask(a, source) for a in QUEUE_READ], region, lambda ask: None)
+        denied = role_denial(role, parts[6], [Ask(a, source) for a in QUEUE_READ], region)
         if denied is None:
             return None
         name = denied.ask.action.split(":", 1)[1]
         return f"The provided execution role does not have permissions to call {name} on SQS"
     else:
         return None
-    return message if decide(session, [Ask(a, source) for a in actions], region, lambda ask: None) else None
+    return message if role_denial(role, parts[6], [Ask(a, source) for a in actions], region) else None
+
+
+def role_denial(role_arn: str, session_name: str, asks: list[Ask], region: str) -> Denial | None:
+    """What a session of `role_arn` would be refused among `asks` (None: all allowed), resource policies
+    included: for executors acting in-process on a role's behalf (a delivery role, an event source)."""
+    from localcloud.iam.enforcement.resources import resource_policy
+
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else "123456789012"
+    session = Caller("assumed-role", f"arn:aws:sts::{account}:assumed-role/{role_arn.rsplit('/', 1)[-1]}/"
+                     f"{session_name}", account, role_arn)
+    return decide(session, asks, region, lambda ask: resource_policy(ask, account, region))
 
 
 def extra_asks(r: Request) -> list[Ask]:
-    """iam:PassRole when a request hands a role to Lambda."""
+    """iam:PassRole when a request hands a role to Lambda; kms:Decrypt when SSM decrypts a SecureString
+    under a customer key (the AWS managed key aws/ssm needs no key permission of the caller)."""
     if r.service == "lambda" and r.operation in ("CreateFunction", "UpdateFunctionConfiguration"):
         role = _body(r).get("Role")
         if role:
             return [Ask("iam:PassRole", str(role), {"iam:passedtoservice": ("lambda.amazonaws.com",)})]
+    if r.service == "ssm" and r.operation in ("GetParameter", "GetParameters") and \
+            r.params.get("WithDecryption") in (True, "true"):
+        names = [r.params["Name"]] if "Name" in r.params else list(r.params.get("Names") or [])
+        return [Ask("kms:Decrypt", key, {"kms:viaservice": (f"ssm.{r.region}.amazonaws.com",)})
+                for key in _customer_keys(r, names)]
     return []
+
+
+def _customer_keys(r: Request, names: list[str]) -> list[str]:
+    from localcloud.motoapi import ssm_backends
+
+    keys = []
+    for name in names:
+        try:
+            parameter = ssm_backends[r.account][r.region].get_parameter(str(name))
+        except Exception:  # noqa: BLE001 - no such parameter: SSM answers that itself
+            parameter = None
+        key = getattr(parameter, "keyid", None) if getattr(parameter, "parameter_type", "") == "SecureString" else None
+        if key and key != "alias/aws/ssm":
+            keys.append(key if key.startswith("arn:") else
+                        f"arn:aws:kms:{r.region}:{r.account}:{key if key.startswith('alias/') else 'key/' + key}")
+    return keys
 
 
 def trust_refusal(caller: Caller, asks: list[Ask]) -> str | None:
