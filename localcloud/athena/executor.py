@@ -32,6 +32,7 @@ from werkzeug.wrappers import Request
 
 from localcloud.athena import ddl, engine
 from localcloud.athena.catalog_api import CatalogApi
+from localcloud.athena.named_queries import NamedQueryApi
 from localcloud.athena.queries import ENDED, Query, bind, queries_of
 from localcloud.athena.results import csv_text, read_csv, rows_page
 from localcloud.athena.tables import COLUMNAR, QueryFailed, Reading
@@ -45,14 +46,16 @@ PREFIX = "AmazonAthena."
 OPERATIONS = {"StartQueryExecution", "GetQueryExecution", "BatchGetQueryExecution", "ListQueryExecutions",
               "StopQueryExecution", "GetQueryResults", "GetQueryRuntimeStatistics",
               # AwsDataCatalog is the Glue Data Catalog: its databases and tables are Glue's, not moto's own list
-              "ListDatabases", "GetDatabase", "ListTableMetadata", "GetTableMetadata"}
-MUTATING = {"StartQueryExecution", "StopQueryExecution"}
+              "ListDatabases", "GetDatabase", "ListTableMetadata", "GetTableMetadata",
+              # moto has no DeleteNamedQuery/UpdateNamedQuery/BatchGetNamedQuery and ignores RecursiveDeleteOption
+              "GetNamedQuery", "DeleteNamedQuery", "UpdateNamedQuery", "BatchGetNamedQuery", "DeleteWorkGroup"}
+MUTATING = {"StartQueryExecution", "StopQueryExecution", "DeleteNamedQuery", "UpdateNamedQuery", "DeleteWorkGroup"}
 WORKERS = 2
 _TEXT_OUTPUT = re.compile(r"^\s*(CREATE\s+(EXTERNAL\s+)?TABLE(?!.*\bAS\s*\(?\s*(SELECT|WITH)\b)|CREATE\s+(DATABASE|SCHEMA)"
                           r"|DROP|ALTER|MSCK|SHOW|DESCRIBE|DESC\s)", re.I | re.S)
 
 
-class Athena(CatalogApi):
+class Athena(CatalogApi, NamedQueryApi):
     name = "athena"
 
     def __init__(self) -> None:

@@ -2,7 +2,8 @@
 crawl that never ends. Here StartCrawler (moto's, which validates and records the crawl) is followed by a
 real crawl in a thread (`crawler.Crawl`): State RUNNING -> STOPPING -> READY, `LastCrawl.Status`
 SUCCEEDED, CANCELLED (StopCrawler) or FAILED with its ErrorMessage, as GetCrawler shows them on AWS.
-GetCrawlerMetrics (absent from moto) is answered from the runs recorded on the crawler.
+GetCrawlerMetrics (absent from moto) is answered from the runs recorded on the crawler; UpdateCrawler (absent
+too) sets the members it names, refused while the crawler runs.
 
 What a crawl leaves (tables, partitions, the crawler's run history) lives in moto's state, so it is saved
 with it; a crawl cut short by a stop of the local cloud is FAILED at the next start."""
@@ -21,10 +22,18 @@ from werkzeug.wrappers import Request
 from localcloud.executors import CloudContext, WSGIApp
 from localcloud.glue.crawler import Crawl, CrawlError, Stopped
 from localcloud.glue.lake import ApiError, Lake, answer
+from localcloud.persistence.journal import journaled
 
 log = logging.getLogger("localcloud.glue")
 
 TARGET = "AWSGlue.GetCrawlerMetrics"
+UPDATE_TARGET = "AWSGlue.UpdateCrawler"  # absent from moto (it answered a bare 500)
+# UpdateCrawler's request members -> moto's crawler attributes
+UPDATABLE = {"Role": "role", "DatabaseName": "database_name", "Description": "description", "Targets": "targets",
+             "Schedule": "schedule", "Classifiers": "classifiers", "TablePrefix": "table_prefix",
+             "SchemaChangePolicy": "schema_change_policy", "RecrawlPolicy": "recrawl_policy",
+             "LineageConfiguration": "lineage_configuration", "Configuration": "configuration",
+             "CrawlerSecurityConfiguration": "crawler_security_configuration"}
 ENDED = {"COMPLETED": "SUCCEEDED", "STOPPED": "CANCELLED", "FAILED": "FAILED"}
 
 
@@ -72,7 +81,10 @@ class GlueCrawlers:
         self._undo = []
 
     def route(self, request: Request) -> WSGIApp | None:
-        if request.environ.get("HTTP_X_AMZ_TARGET") != TARGET:
+        target = request.environ.get("HTTP_X_AMZ_TARGET")
+        if target == UPDATE_TARGET:  # a write to moto's crawler: journaled and replayed through here
+            return journaled(answer(self._update, log))  # type: ignore[return-value,arg-type]
+        if target != TARGET:
             return None
         return answer(self._metrics, log)
 
@@ -159,6 +171,26 @@ class GlueCrawlers:
                         last.localcloud_error = "the local cloud stopped during the crawl"
                         last.end_time = _now()
                         _freeze(last, "FAILED")
+
+    # -- UpdateCrawler
+
+    @staticmethod
+    def _update(params: dict[str, Any], account_id: str, region: str) -> dict[str, Any]:
+        """Set the members the request names, as AWS does; refused while the crawler runs."""
+        from localcloud.motoapi import glue_backends
+
+        name = str(params.get("Name") or "")
+        crawler = glue_backends[account_id][region].crawlers.get(name)
+        if crawler is None:
+            raise ApiError("EntityNotFoundException", f"Crawler entry with name {name} does not exist")
+        if crawler.crawls and crawler.crawls[-1]._status not in ENDED:
+            raise ApiError("CrawlerRunningException", f"Crawler with name {name} has already started")
+        for member, attribute in UPDATABLE.items():
+            if member in params:
+                setattr(crawler, attribute, params[member])
+        crawler.version += 1
+        crawler.last_updated = _now()
+        return {}
 
     # -- GetCrawlerMetrics
 
