@@ -22,6 +22,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -128,17 +129,18 @@ def die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def save_in_child(path: Path, durable: bool = False,
-                  frozen: contextlib.AbstractContextManager[int] | None = None) -> float:
+                  frozen: contextlib.AbstractContextManager[int] | None = None,
+                  forked: Any = None) -> float:
     """`save` in a forked child, waited for in this thread only; seconds taken. Falls back to `save`
     where there is no fork. `frozen` (the journal held still, see `Persistence._frozen`) is entered
-    across the fork only and gives the LSN the child's state includes."""
+    across the fork only and gives the LSN the child's state includes; `forked(pid)` learns the child
+    (a stop kills it rather than race it: both would write the snapshot)."""
     frozen = frozen if frozen is not None else contextlib.nullcontext(0)
     if not hasattr(os, "fork"):
         with frozen as lsn:
@@ -150,6 +152,8 @@ def save_in_child(path: Path, durable: bool = False,
     if pid == 0:  # the child: pickle, write, leave without running the parent's cleanup
         code = 1
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the server's handler: `down` ends it
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             die_with_parent()
             if os.getppid() != parent:
                 os._exit(1)  # the server died before the line above: nothing to save it for
@@ -161,6 +165,8 @@ def save_in_child(path: Path, durable: bool = False,
             traceback.print_exc()  # into the server's log
         finally:
             os._exit(code)
+    if forked is not None:
+        forked(pid)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"snapshot child exited with status {status}")
@@ -205,6 +211,7 @@ class Persistence:
         self._thread: threading.Thread | None = None
         self._last_cost_s = 0.0
         self._last_change = 0.0  # time.monotonic() of the last state-changing request
+        self._child: int | None = None  # pid of a periodic snapshot's child while it runs
 
     def start(self, cloud: CloudContext) -> None:
         self.path = cloud.state_dir / SNAPSHOT_FILE
@@ -233,6 +240,10 @@ class Persistence:
 
     def stop(self) -> None:
         self._stopping.set()
+        child = self._child
+        if child is not None:  # a periodic snapshot still pickling: the final one below supersedes it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -272,7 +283,10 @@ class Persistence:
         try:
             if in_child:  # the child's copy cannot change under it: one attempt
                 frozen = self._frozen(journal)
-                save_in_child(self.path, durable, frozen)
+                try:
+                    save_in_child(self.path, durable, frozen, forked=lambda pid: setattr(self, "_child", pid))
+                finally:
+                    self._child = None
                 self._forget(journal, frozen.lsn)
                 return
             for _ in range(3):  # a request changing a dict mid-pickle (in this process): try again
@@ -286,7 +300,10 @@ class Persistence:
                     time.sleep(0.1)
             self._dirty.set()
         except Exception:
-            log.exception("snapshot failed")
+            if self._stopping.is_set():  # a periodic snapshot cut short by the stop, which saves anew
+                log.info("periodic snapshot cut short by the stop")
+            else:
+                log.exception("snapshot failed")
             self._dirty.set()
         finally:
             self._last_cost_s = time.perf_counter() - started
