@@ -222,16 +222,17 @@ class GroupCommitLog:
 
 
 def _read(path: Path) -> Iterator[tuple[int, bytes, int]]:
-    """(lsn, payload, offset after it) of each whole record; stops at the first torn or corrupt one."""
-    data = path.read_bytes()
+    """(lsn, payload, offset after it) of each whole record, read one at a time (a journal can be large);
+    stops at the first torn or corrupt one."""
     offset = 0
-    while offset + FRAME.size <= len(data):
-        length, crc, lsn = FRAME.unpack_from(data, offset)
-        end = offset + FRAME.size + length
-        if end > len(data):
-            return
-        payload = data[offset + FRAME.size:end]
-        if zlib.crc32(struct.pack(">Q", lsn) + payload) != crc:
-            return
-        yield lsn, payload, end
-        offset = end
+    with path.open("rb") as stream:
+        while True:
+            frame = stream.read(FRAME.size)
+            if len(frame) < FRAME.size:
+                return
+            length, crc, lsn = FRAME.unpack(frame)
+            payload = stream.read(length)
+            if len(payload) < length or zlib.crc32(struct.pack(">Q", lsn) + payload) != crc:
+                return
+            offset += FRAME.size + length
+            yield lsn, payload, offset
