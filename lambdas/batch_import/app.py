@@ -22,7 +22,8 @@ Every row read is stored or quarantined (counted in the answer and the ledger). 
 not the published one is refused whole and moved to QUARANTINE_PREFIX.
 
 Environment: LAKE_BUCKET, TABLE_NAME, LEDGER_TABLE, the warehouse's (see warehouse.py); optional
-INCOMING_PREFIX (incoming/), PROCESSED_PREFIX (processed/), STAGED_PREFIX (staged/), QUARANTINE_PREFIX
+STAGING_BUCKET (where the staged parts and manifests go, the bucket the warehouse's COPY role may read;
+default LAKE_BUCKET), INCOMING_PREFIX (incoming/), PROCESSED_PREFIX (processed/), STAGED_PREFIX (staged/), QUARANTINE_PREFIX
 (quarantine/), CHUNK_ROWS (5000), SAFETY_MS (20000), FILE_THREADS (4). A file must fit in the function's
 memory: the client cuts big files by day or by rows.
 """
@@ -178,12 +179,13 @@ def load_staged(bucket: str, staged: list[Work], owner: str) -> None:
     done_before = warehouse.already_loaded(versions)
     fresh = [(version, w) for version, w in zip(versions, staged) if version not in done_before]
     if fresh:
-        entries = [{"url": f"s3://{bucket}/{staged_prefix(file_name(w.report.key), w.etag)}part-{start:09d}.csv.gz",
+        staging = setting("STAGING_BUCKET", bucket)
+        entries = [{"url": f"s3://{staging}/{staged_prefix(file_name(w.report.key), w.etag)}part-{start:09d}.csv.gz",
                     "mandatory": True}
                    for _, w in fresh for start in part_offsets(w.report.rows, w.entry.chunk)]  # type: ignore[union-attr]
         manifest = f"{setting('STAGED_PREFIX', 'staged/')}manifests/{owner}.manifest"
-        s3.put_object(Bucket=bucket, Key=manifest, Body=json.dumps({"entries": entries}).encode())
-        warehouse.copy_files(f"s3://{bucket}/{manifest}", [(obj, etag, w.report.stored) for (obj, etag), w in fresh])
+        s3.put_object(Bucket=staging, Key=manifest, Body=json.dumps({"entries": entries}).encode())
+        warehouse.copy_files(f"s3://{staging}/{manifest}", [(obj, etag, w.report.stored) for (obj, etag), w in fresh])
     ledger.finish_many(os.environ["LEDGER_TABLE"], [w.entry for w in staged if w.entry], owner)
     for w in staged:
         w.report.status = "loaded"
@@ -228,7 +230,8 @@ def import_chunk(bucket: str, table: str, name: str, etag: str, rows: list[dict[
     bad += [(line.index, reason) for line, reason in full]
     held = {line.index for line, _ in full}
     staged = [line for line in lines if line.index not in held]
-    s3.put_object(Bucket=bucket, Key=f"{staged_prefix(name, etag)}part-{start:09d}.csv.gz", Body=staged_csv(staged))
+    s3.put_object(Bucket=setting("STAGING_BUCKET", bucket), Key=f"{staged_prefix(name, etag)}part-{start:09d}.csv.gz",
+                  Body=staged_csv(staged))
     if bad:
         bad.sort()
         text = "".join(json.dumps({"file": name, "line": index + 2, "reason": reason, "row": rows[index]},

@@ -369,6 +369,18 @@ def test_a_file_without_the_published_header_is_refused_whole(setup: Setup, batc
 # Deployed, run by a schedule rule
 
 
+def function_log(aws: Callable[[str], Any], name: str) -> str:
+    """The tail of a function's CloudWatch log, to say why a run did not happen."""
+    logs, group = aws("logs"), f"/aws/lambda/{name}"
+    try:
+        streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    except logs.exceptions.ResourceNotFoundException:
+        return f"no log group {group}: the function never ran"
+    lines = [e["message"] for s in streams for e in logs.get_log_events(logGroupName=group,
+                                                                          logStreamName=s["logStreamName"])["events"]]
+    return "\n".join(lines[-40:])
+
+
 def test_schedule_rule_runs_the_deployed_function(setup: Setup, endpoint: str):
     from localcloud.scheduler.rules import fire_rule
 
@@ -377,6 +389,19 @@ def test_schedule_rule_runs_the_deployed_function(setup: Setup, endpoint: str):
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     name = f"bi-fn-{uuid.uuid4().hex[:8]}"
     role = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    lake, tables = f"arn:aws:s3:::{setup.bucket}", "arn:aws:dynamodb:us-east-1:123456789012:table"
+    aws("iam").put_role_policy(RoleName=name, PolicyName="least-privilege", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": lake},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": f"{lake}/*"},
+            {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"],
+             "Resource": f"{tables}/{setup.table}"},
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"], "Resource": f"{tables}/{setup.ledger}"},
+            {"Effect": "Allow", "Action": ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement",
+                                           "redshift-data:DescribeStatement", "redshift-data:GetStatementResult"],
+             "Resource": "*"},
+            {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": "*"}]}))
     env = {"LAKE_BUCKET": setup.bucket, "TABLE_NAME": setup.table, "LEDGER_TABLE": setup.ledger,
            "WAREHOUSE_CLUSTER": CLUSTER, "WAREHOUSE_TABLE": setup.warehouse_table, "COPY_ROLE_ARN": ROLE,
            "CHUNK_ROWS": "400"}
@@ -394,7 +419,7 @@ def test_schedule_rule_runs_the_deployed_function(setup: Setup, endpoint: str):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and setup.keys("incoming/"):
         time.sleep(0.5)
-    assert setup.keys("incoming/") == []
+    assert setup.keys("incoming/") == [], function_log(aws, name)
     assert {item["status"]["S"] for item in setup.scan(setup.ledger)} == {"DONE"}
     rows, amount, quantity = expected_totals(raw)
     assert document_totals(setup.scan()) == (rows, amount, quantity)
