@@ -22,6 +22,15 @@ from localcloud.executors import InvokeResult, LambdaInvokeError
 ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/orders"
 FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:consumer"
+# What the functions' role needs on AWS (and in the local cloud, which enforces IAM): read the sources
+# (as AWSLambdaKinesisExecutionRole, AWSLambdaDynamoDBExecutionRole, AWSLambdaSQSQueueExecutionRole), send to
+# the OnFailure destinations and the recorder's queue, write the course function's items, write logs.
+EXECUTION_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+    "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream", "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards", "kinesis:ListStreams", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+    "dynamodb:DescribeStream", "dynamodb:ListStreams", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes", "sqs:SendMessage", "sns:Publish", "logs:CreateLogGroup", "logs:CreateLogStream",
+    "dynamodb:UpdateItem", "logs:PutLogEvents"]}]})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +299,7 @@ class InProcessCloud:
 
     def function(self, name: str = "consumer") -> str:
         role = self.iam.create_role(RoleName=f"r-{name}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self.iam.put_role_policy(RoleName=f"r-{name}", PolicyName="execution", PolicyDocument=EXECUTION_POLICY)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as bundle:
             bundle.writestr("app.py", "def handler(event, context):\n    return None\n")
@@ -604,6 +614,7 @@ class RealCloud:
         self.role = self.iam.create_role(RoleName="esm-tests", AssumeRolePolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                      "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+        self.iam.put_role_policy(RoleName="esm-tests", PolicyName="execution", PolicyDocument=EXECUTION_POLICY)
 
     def queue(self, name: str, **attributes: str) -> tuple[str, str]:
         url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
@@ -750,12 +761,14 @@ class TestRealCloud:
 
         function, observed = real.recorder("raise")
         dlq_url, dlq_arn = real.queue(f"dlq-{uuid.uuid4().hex[:6]}")
-        url, arn = real.queue(f"jobs-{uuid.uuid4().hex[:6]}", VisibilityTimeout="1",
+        # 3 s: a success must be deleted within the visibility timeout or SQS delivers it again (at least once),
+        # and a loaded machine took more than 1 s to invoke and delete
+        url, arn = real.queue(f"jobs-{uuid.uuid4().hex[:6]}", VisibilityTimeout="3",
                               RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}))
         real.awslambda.create_event_source_mapping(FunctionName=function, EventSourceArn=arn, BatchSize=1)
         real.sqs.send_message(QueueUrl=url, MessageBody="fine")
         real.sqs.send_message(QueueUrl=url, MessageBody="bad")
-        [dead] = wait_for(lambda: real.sqs.receive_message(QueueUrl=dlq_url).get("Messages"), timeout=20)
+        [dead] = wait_for(lambda: real.sqs.receive_message(QueueUrl=dlq_url).get("Messages"), timeout=30)
         assert dead["Body"] == "bad"
         bodies = [r.body for e in real.observed(observed, 3) for r in SQSEvent(e).records]
         assert sorted(bodies) == ["bad", "bad", "fine"]

@@ -315,7 +315,10 @@ def make_forwarder(aws: Any) -> tuple[str, str]:
     url, _ = make_queue(aws)
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    role = aws("iam").create_role(RoleName=unique("fn"), AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    role_name = unique("fn")
+    role = aws("iam").create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    aws("iam").put_role_policy(RoleName=role_name, PolicyName="forward", PolicyDocument=json.dumps({  # as on AWS
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", FORWARDER)
