@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from localcloud.iam.model import _MissingKey
@@ -39,7 +40,16 @@ def _pattern_regex(
 
 
 def _matches(pattern: str, value: str, **options: Any) -> bool:
+    if options.get("resolve") is None:  # no policy variables: the same pattern compiles once
+        return _compiled(pattern, options.get("ignore_case", False), options.get("arn", False)).fullmatch(
+            value) is not None
     return _pattern_regex(pattern, **options).fullmatch(value) is not None
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str, ignore_case: bool, arn: bool) -> re.Pattern[str]:
+    """Enforcement evaluates the same statements on every request."""
+    return _pattern_regex(pattern, ignore_case=ignore_case, arn=arn)
 
 
 def action_matches(pattern: str, action: str) -> bool:
