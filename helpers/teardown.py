@@ -310,3 +310,63 @@ def everything(prefix: str | None = None) -> dict[str, list[str]]:
     removed["ssm_parameters"] = [name for name in workbook_parameters(prefix) if delete_parameter(name)]
     removed["iam_roles"] = [name for name in workbook_roles(prefix) if delete_role(name)]
     return removed
+
+
+def delete_crawler(name: str) -> bool:
+    """Delete a Glue crawler. False when it did not exist."""
+    glue = config.client("glue")
+    try:
+        glue.delete_crawler(Name=name)
+    except glue.exceptions.EntityNotFoundException:
+        return False
+    return True
+
+
+def delete_glue_database(name: str) -> bool:
+    """Delete a Glue database and its tables (their S3 data stays: it is the lake's). False when absent."""
+    glue = config.client("glue")
+    try:
+        for page in glue.get_paginator("get_tables").paginate(DatabaseName=name):
+            for table in page["TableList"]:
+                glue.delete_table(DatabaseName=name, Name=table["Name"])
+        glue.delete_database(Name=name)
+    except glue.exceptions.EntityNotFoundException:
+        return False
+    return True
+
+
+def delete_work_group(name: str) -> bool:
+    """Delete an Athena workgroup with its named queries and query history (RecursiveDeleteOption)."""
+    athena = config.client("athena")
+    try:
+        athena.delete_work_group(WorkGroup=name, RecursiveDeleteOption=True)
+    except athena.exceptions.InvalidRequestException as error:
+        if "not found" not in str(error):
+            raise
+        return False
+    return True
+
+
+def _lake_catalog(prefix: str) -> dict[str, list[str]]:
+    """Notebook 10's catalog: Glue crawlers named `<prefix>-...`, Glue databases `<prefix>_...` (hyphens
+    as underscores) with their tables, Athena workgroups `<prefix>-...` with their named queries. Its
+    result bucket and the crawler's role go with the buckets and roles."""
+    owned = _owned(prefix)
+    database_start = prefix.lower().replace("-", "_") + "_"
+    glue = config.client("glue")
+    crawlers = [c["Name"] for page in glue.get_paginator("get_crawlers").paginate() for c in page["Crawlers"]
+                if owned(c["Name"])]
+    databases = [d["Name"] for page in glue.get_paginator("get_databases").paginate() for d in page["DatabaseList"]
+                 if d["Name"].lower().startswith(database_start)]
+    groups = [g["Name"] for page in config.client("athena").get_paginator("list_work_groups").paginate()
+              for g in page["WorkGroups"] if owned(g["Name"])]
+    for name in crawlers:
+        delete_crawler(name)
+    for name in databases:
+        delete_glue_database(name)
+    for name in groups:
+        delete_work_group(name)
+    return {"glue_crawlers": sorted(crawlers), "glue_databases": sorted(databases), "athena_workgroups": sorted(groups)}
+
+
+EXTRA_TEARDOWNS.append(_lake_catalog)  # the catalog reads the lake: removed before its bucket

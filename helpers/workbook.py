@@ -75,7 +75,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
 
 # What each notebook builds on (require() makes sure of these first, in order).
 DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",),
-                                      "06": ("02",), "07": ("06",), "08": ("06",), "09": ()}
+                                      "06": ("02",), "07": ("06",), "08": ("06",), "09": (), "10": ("03",)}
 STATE_DIR = BUILD_DIR / "state"
 
 

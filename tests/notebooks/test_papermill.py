@@ -22,6 +22,7 @@ PARAMETERIZED: dict[str, dict[str, Any]] = {
     "06_firehose_to_warehouse": {"prefix": "papermill", "nrows": 800, "shards": 2},
     "07_batch_bulk_import": {"prefix": "papermill", "nrows": 600, "shards": 2, "rows_per_file": 250},
     "08_bi_dashboards": {"prefix": "papermill", "nrows": 1200, "report_dir": "../build/papermill-report"},
+    "10_lake_catalog_and_athena": {"prefix": "papermill", "nrows": 600, "shards": 2},
     "99_teardown": {"prefix": "papermill"},
 }
 CELL_TIMEOUT_S = 300
@@ -57,6 +58,7 @@ CLEANUP: dict[str, dict[str, Any]] = {
     "03_stream_to_s3_raw": {"nrows": 300},
     "04_stream_to_dynamodb": {"nrows": 300},
     "05_query_api": {"nrows": 300},
+    "10_lake_catalog_and_athena": {"nrows": 300},
 }
 
 

@@ -82,6 +82,15 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.add_permission\(", r"\.create_deployment\(",
         r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_parameter\(",
     ],
+    "10_lake_catalog_and_athena": [
+        r"\.create_role\(", r'"Service": "glue\.amazonaws\.com"', r"\.put_role_policy\(", r"\.create_database\(",
+        r"\.create_crawler\(", r'"TablePrefix":', r'"SchemaChangePolicy":', r"\.update_crawler\(", r"\.start_crawler\(",
+        r"\.get_table\(", r'get_paginator\("get_partitions"\)', r"\.create_work_group\(", r'"ResultConfiguration":',
+        r"\.start_query_execution\(", r"\.get_query_execution\(", r"\.get_query_results\(",
+        r"year = '2011' AND month = '11'", r"format = 'PARQUET'", r"external_location = ", r"\.create_named_query\(",
+        r"\.delete_named_query\(", r"\.delete_work_group\([^)]*RecursiveDeleteOption=True", r"\.delete_crawler\(",
+        r"\.delete_table\(", r"\.delete_database\(", r"\.delete_bucket\(", r"\.delete_role\(",
+    ],
 }
 # Notebooks that build nothing of their own.
 BUILDS_NOTHING = {"01_dataset_and_quality", "99_teardown"}
