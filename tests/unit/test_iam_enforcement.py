@@ -187,6 +187,11 @@ def test_a_users_access_key_is_held_to_its_policies(endpoint: str, world: dict[s
     assert code == "AccessDeniedException"
     assert message.startswith(f"User: arn:aws:iam::{ACCOUNT}:user/{user} is not authorized to perform: "
                               "dynamodb:DeleteItem")
+    own = client(endpoint, "iam", key["AccessKeyId"], key["SecretAccessKey"])
+    code, message = error_of(own.get_user)  # the caller's own user, named in the refusal
+    assert code == "AccessDenied" and message.endswith(
+        f"iam:GetUser on resource: arn:aws:iam::{ACCOUNT}:user/{user} because no identity-based policy allows the "
+        "iam:GetUser action")
     sns = client(endpoint, "sns", key["AccessKeyId"], key["SecretAccessKey"])
     assert error_of(sns.create_topic, Name=unique("topic"))[0] == "AuthorizationError"
     s3 = client(endpoint, "s3", key["AccessKeyId"], key["SecretAccessKey"])

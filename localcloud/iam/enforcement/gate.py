@@ -103,7 +103,7 @@ def check(environ: dict[str, Any]) -> WSGIApp | None:
             return service_checks.check(_request(signed, protocol, environ, query, body, caller.account))
         return None
     try:
-        request = _request(signed, protocol, environ, query, body, caller.account)
+        request = _own_user(_request(signed, protocol, environ, query, body, caller.account), caller)
         asks = _asks(request)
     except Unmapped as unmapped:
         return errors.refusal(signed.service, protocol, "denied",
@@ -161,6 +161,21 @@ def _request(signed: authn.Signed, protocol: str, environ: Mapping[str, Any], qu
         operation, params = f"{method} {path}", {}
     return Request(signed.service, protocol, operation, method, path, query, params, signed.region, account,
                    headers, body)
+
+
+# IAM operations that act on the calling user when UserName is left out.
+SELF_USER_OPERATIONS = frozenset({"GetUser", "ListAccessKeys", "CreateAccessKey", "DeleteAccessKey", "UpdateAccessKey",
+                                  "ListUserPolicies", "ListAttachedUserPolicies", "ListGroupsForUser",
+                                  "ChangePassword", "ListMFADevices", "ListSSHPublicKeys"})
+
+
+def _own_user(r: Request, caller: authn.Caller) -> Request:
+    if r.service != "iam" or "UserName" in r.params or r.operation not in SELF_USER_OPERATIONS \
+            or caller.kind != "user" or caller.entity_arn is None:
+        return r
+    params = {**r.params, "UserName": caller.entity_arn.rsplit("/", 1)[-1]}
+    return Request(r.service, r.protocol, r.operation, r.method, r.path, r.query, params, r.region, r.account,
+                   r.headers, r.body)
 
 
 def _asks(r: Request) -> list[Ask]:
