@@ -69,55 +69,56 @@ def bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
 def asks(method: str, host: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
          body: bytes) -> list[Ask]:
     bucket, key = bucket_and_key(host, path)
-    s3 = lambda action, resource, **context: Ask(f"s3:{action}", resource, context)  # noqa: E731
     if bucket is None:
         if method == "GET":
-            return [s3("ListAllMyBuckets", "*")]
+            return [_ask("ListAllMyBuckets", "*")]
         raise Unmapped(f"s3:{method} /")
     bucket_arn = f"arn:aws:s3:::{bucket}"
     if key is None:
-        return _bucket(method, bucket_arn, query, body, s3)
+        return _bucket(method, bucket_arn, query, body)
     object_arn = f"{bucket_arn}/{key}"
     for name, actions in OBJECT_SUBRESOURCES.items():
         if name in query and method in _METHODS and actions[_METHODS[method]]:
-            return [s3(actions[_METHODS[method]], object_arn)]
+            return [_ask(actions[_METHODS[method]], object_arn)]
     if "uploadId" in query:
         action = {"GET": "ListMultipartUploadParts", "DELETE": "AbortMultipartUpload"}.get(method, "PutObject")
-        return [s3(action, object_arn)]
+        return [_ask(action, object_arn)]
     if method in ("GET", "HEAD"):
-        return [s3("GetObjectVersion" if "versionId" in query else "GetObject", object_arn)]
+        return [_ask("GetObjectVersion" if "versionId" in query else "GetObject", object_arn)]
     if method == "PUT" or (method == "POST" and "uploads" in query):
-        found = [s3("PutObject", object_arn)]
+        found = [_ask("PutObject", object_arn)]
         source = headers.get("x-amz-copy-source")
         if source:
             source = unquote(source.lstrip("/")).split("?versionId=")[0]
-            found.append(s3("GetObject", f"arn:aws:s3:::{source}"))
+            found.append(_ask("GetObject", f"arn:aws:s3:::{source}"))
         return found
     if method == "DELETE":
-        return [s3("DeleteObjectVersion" if "versionId" in query else "DeleteObject", object_arn)]
+        return [_ask("DeleteObjectVersion" if "versionId" in query else "DeleteObject", object_arn)]
     raise Unmapped(f"s3:{method} object")
 
 
-def _bucket(method: str, bucket_arn: str, query: Mapping[str, str], body: bytes, s3: object) -> list[Ask]:
-    make = s3  # type: ignore[assignment]
+def _ask(action: str, resource: str, **context: tuple[str, ...]) -> Ask:
+    return Ask(f"s3:{action}", resource, context)
+
+
+def _bucket(method: str, bucket_arn: str, query: Mapping[str, str], body: bytes) -> list[Ask]:
     for name, actions in BUCKET_SUBRESOURCES.items():
         if name in query and method in _METHODS:
             action = actions[_METHODS[method]]
             if action is None:
                 raise Unmapped(f"s3:{method} ?{name}")
-            return [make(action, bucket_arn)]  # type: ignore[operator]
+            return [_ask(action, bucket_arn)]
     if method == "POST" and "delete" in query:
         keys = re.findall(rb"<Key>(.*?)</Key>", body or b"", re.DOTALL)
-        return [make("DeleteObject", f"{bucket_arn}/{_xml_text(k)}") for k in keys] or [  # type: ignore[operator]
-            make("DeleteObject", f"{bucket_arn}/*")]  # type: ignore[operator]
+        return [_ask("DeleteObject", f"{bucket_arn}/{_xml_text(k)}") for k in keys] or [
+            _ask("DeleteObject", f"{bucket_arn}/*")]
     if method in ("GET", "HEAD"):
         prefix = query.get("prefix")
-        context = {"s3:prefix": (prefix,)} if prefix is not None else {}
-        return [make("ListBucket", bucket_arn, **context)]  # type: ignore[operator]
+        return [_ask("ListBucket", bucket_arn, **({"s3:prefix": (prefix,)} if prefix is not None else {}))]
     if method == "PUT":
-        return [make("CreateBucket", bucket_arn)]  # type: ignore[operator]
+        return [_ask("CreateBucket", bucket_arn)]
     if method == "DELETE":
-        return [make("DeleteBucket", bucket_arn)]  # type: ignore[operator]
+        return [_ask("DeleteBucket", bucket_arn)]
     raise Unmapped(f"s3:{method} bucket")
 
 
