@@ -295,8 +295,77 @@ def _warehouse(prefix: str) -> dict[str, list[str]]:
                                               account=config.account_id()))
 
 
+def delete_http_api(api_id: str) -> bool:
+    """Delete an HTTP API (API Gateway v2). False when it did not exist."""
+    client = config.client("apigatewayv2")
+    try:
+        client.delete_api(ApiId=api_id)
+    except client.exceptions.NotFoundException:
+        return False
+    return True
+
+
+def delete_delivery_stream(name: str) -> bool:
+    """Delete a Firehose delivery stream (and wait until it is gone). False when it did not exist."""
+    from helpers import delivery
+
+    return delivery.delete_delivery_stream(name)
+
+
+def delete_alarm(name: str) -> bool:
+    config.client("cloudwatch").delete_alarms(AlarmNames=[name])  # an unknown name is not an error
+    return True
+
+
+def delete_dashboard(name: str) -> bool:
+    client = config.client("cloudwatch")
+    try:
+        client.delete_dashboards(DashboardNames=[name])
+    except ClientError as error:
+        if _error_code(error) not in ("ResourceNotFound", "DashboardNotFoundError"):
+            raise
+        return False
+    return True
+
+
+def delete_topic(arn: str) -> bool:
+    config.client("sns").delete_topic(TopicArn=arn)  # deleting a missing topic succeeds, as on AWS
+    return True
+
+
+def _telemetry(prefix: str) -> dict[str, list[str]]:
+    """Notebook 09's kinds beyond the streaming core: HTTP APIs, its Firehose delivery streams, alarms,
+    dashboards and SNS topics named `<prefix>-...` (its functions, stream, queue, bucket and roles go with
+    the streaming core and the roles)."""
+    owned = _owned(prefix)
+    telemetry = f"{prefix.lower()}-telemetry-"
+    apigw, cloudwatch = config.client("apigatewayv2"), config.client("cloudwatch")
+    apis = [a for a in apigw.get_apis().get("Items", []) if owned(a["Name"])]
+    streams = [n for n in config.client("firehose").list_delivery_streams(Limit=1000)["DeliveryStreamNames"]
+               if n.lower().startswith(telemetry)]
+    alarms = [a["AlarmName"] for page in cloudwatch.get_paginator("describe_alarms").paginate()
+              for a in page["MetricAlarms"] if owned(a["AlarmName"])]
+    dashboards = [d["DashboardName"] for d in cloudwatch.list_dashboards().get("DashboardEntries", [])
+                  if owned(d["DashboardName"])]
+    topics = [t["TopicArn"] for page in config.client("sns").get_paginator("list_topics").paginate()
+              for t in page["Topics"] if owned(t["TopicArn"].rsplit(":", 1)[-1])]
+    for api in apis:
+        delete_http_api(api["ApiId"])
+    for name in streams:
+        delete_delivery_stream(name)
+    for name in alarms:
+        delete_alarm(name)
+    for name in dashboards:
+        delete_dashboard(name)
+    for arn in topics:
+        delete_topic(arn)
+    return {"http_apis": sorted(a["Name"] for a in apis), "telemetry_delivery_streams": sorted(streams),
+            "alarms": sorted(alarms), "dashboards": sorted(dashboards),
+            "sns_topics": sorted(t.rsplit(":", 1)[-1] for t in topics)}
+
+
 # One delete step per part of the platform that is not the streaming core, run first (they read from it).
-EXTRA_TEARDOWNS: list[Callable[[str], dict[str, list[str]]]] = [_warehouse]
+EXTRA_TEARDOWNS: list[Callable[[str], dict[str, list[str]]]] = [_warehouse, _telemetry]
 
 
 def everything(prefix: str | None = None) -> dict[str, list[str]]:

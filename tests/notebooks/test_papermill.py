@@ -22,6 +22,7 @@ PARAMETERIZED: dict[str, dict[str, Any]] = {
     "06_firehose_to_warehouse": {"prefix": "papermill", "nrows": 800, "shards": 2},
     "07_batch_bulk_import": {"prefix": "papermill", "nrows": 600, "shards": 2, "rows_per_file": 250},
     "08_bi_dashboards": {"prefix": "papermill", "nrows": 1200, "report_dir": "../build/papermill-report"},
+    "09_telemetry_streaming_analytics": {"prefix": "papermill", "vehicles": 8, "seconds": 40, "window_s": 3, "seed": 11},
     "10_lake_catalog_and_athena": {"prefix": "papermill", "nrows": 600, "shards": 2},
     "99_teardown": {"prefix": "papermill"},
 }

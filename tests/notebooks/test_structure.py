@@ -82,6 +82,16 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.add_permission\(", r"\.create_deployment\(",
         r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_parameter\(",
     ],
+    "09_telemetry_streaming_analytics": [
+        r"\.create_role\(", r"\.put_role_policy\(", r"\.create_function\(", r"\.create_delivery_stream\(",
+        r'\["ProcessingConfiguration"\] = ', r'"BufferingHints":', r"!\{timestamp:yyyy/MM/dd\}",
+        r"\.put_bucket_notification_configuration\(", r"\.create_api\(", r"\.create_integration\(",
+        r'PayloadFormatVersion="2\.0"', r"\.create_route\(", r"\.create_stage\(", r"\.add_permission\(",
+        r"\.create_event_source_mapping\(", r'"TumblingWindowInSeconds":', r"\.create_topic\(",
+        r'\.subscribe\([^)]*Protocol="sqs"', r'Protocol="email"', r"\.put_metric_alarm\(", r"\.put_dashboard\(",
+        r"\.get_metric_widget_image\(", r"\.delete_delivery_stream\(", r"\.delete_api\(", r"\.delete_alarms\(",
+        r"\.delete_dashboards\(", r"\.delete_topic\(", r"\.delete_function\(", r"\.delete_bucket\(",
+    ],
     "10_lake_catalog_and_athena": [
         r"\.create_role\(", r'"Service": "glue\.amazonaws\.com"', r"\.put_role_policy\(", r"\.create_database\(",
         r"\.create_crawler\(", r'"TablePrefix":', r'"SchemaChangePolicy":', r"\.update_crawler\(", r"\.start_crawler\(",
