@@ -101,13 +101,20 @@ def _deploy(endpoint: str) -> str:
     return f"{endpoint}/restapis/{api}/prod/_user_request_/rows"
 
 
+LAST_POST: list[str] = []  # what the last failed post got, for the assertion's message
+
+
 def _post(url: str, rows: list[str]) -> bool:
     request = urllib.request.Request(url, data=json.dumps(rows).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status == 200
-    except (urllib.error.URLError, OSError):
+    except urllib.error.HTTPError as error:
+        LAST_POST[:] = [f"{error.code} {error.read()[:300]!r}"]
+        return False
+    except (urllib.error.URLError, OSError) as error:
+        LAST_POST[:] = [repr(error)]
         return False
 
 
@@ -293,13 +300,15 @@ def test_every_acknowledged_write_survives_a_kill_9_exactly_once_and_nothing_is_
         doubled = [value for value, count in counts.items() if count > 1]
         assert not missing, f"{kind}: {len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
         assert not doubled, f"{kind}: stored twice: {doubled[:3]}"
+    print(f"acknowledged before the kill: { {kind: len(values) for kind, values in acked.items()} }, "
+          f"{len(writers.deleted)} SQS deletes; journal at restart: {journal}")
     queued = Counter(_queue_bodies(_client(endpoint, "sqs")))
     deleted = set(writers.deleted)
     assert not deleted & set(queued), f"acknowledged deletes undone: {sorted(deleted & set(queued))[:3]}"
     assert not [body for body in acked["sqs"] if body not in deleted and not queued[body]], "acknowledged sends lost"
     assert all(count == 1 for count in queued.values())
     # the resources made before the crash are there and work: the API's ids were replayed as they were
-    assert _post(api_url, ["after-the-crash"])
+    assert _post(api_url, ["after-the-crash"]), LAST_POST
     assert "after-the-crash" in _stream_values(kinesis, "ingest")
     assert _client(endpoint, "lambda").get_function(FunctionName="ingest")["Configuration"]["Handler"] == "app.handler"
 
