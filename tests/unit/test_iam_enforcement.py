@@ -368,3 +368,27 @@ def test_s3_and_lambda_requests_map_to_their_actions():
                                             b"", REGION, ACCOUNT)
     assert (operation, asks[0].action, asks[0].resource) == (
         "Invoke", "lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ingest:live")
+
+
+def test_an_enforcement_failure_refuses_the_request(monkeypatch: pytest.MonkeyPatch):
+    from localcloud.iam import enforcement
+    from localcloud.iam.enforcement import gate
+    from localcloud.persistence import REPLAY_DONE
+
+    def broken(environ: dict[str, Any]) -> None:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(gate, "check", broken)
+    assert REPLAY_DONE.is_set()
+    answer = enforcement.check({"REQUEST_METHOD": "POST", "PATH_INFO": "/"})
+    statuses: list[str] = []
+    body = b"".join(answer({}, lambda status, headers: statuses.append(status)))
+    assert statuses == ["500 Internal Server Error"] and b"KeyError" in body
+
+
+def test_an_expired_session_is_recognised():
+    from datetime import datetime, timedelta
+
+    from localcloud.iam.enforcement.authn import _expired
+
+    assert _expired(datetime.utcnow() - timedelta(seconds=1)) and not _expired(datetime.utcnow() + timedelta(hours=1))

@@ -9,6 +9,8 @@ errors.py (each service's refusal), gate.py (the request path). `RETAIL_LOCALCLO
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from typing import Any
 
@@ -29,4 +31,13 @@ def check(environ: dict[str, Any]) -> Any:
         return None
     from localcloud.iam.enforcement.gate import check as gate_check
 
-    return gate_check(environ)
+    try:
+        return gate_check(environ)
+    except Exception as error:  # noqa: BLE001 - an enforcement bug refuses the request, never lets it pass
+        logging.getLogger("localcloud.iam.enforcement").exception("enforcement failed")
+        from localcloud.executor_base import respond
+
+        message = (f"The local cloud's IAM enforcement failed on {environ.get('REQUEST_METHOD')} "
+                   f"{environ.get('PATH_INFO')}: {type(error).__name__}: {error}")
+        return respond(500, json.dumps({"__type": "InternalFailure", "message": message}).encode(),
+                       "application/json", request_id=True, headers=[("x-amzn-ErrorType", "InternalFailure")])

@@ -32,7 +32,8 @@ _AUTH = re.compile(r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s
 
 
 class AuthError(Exception):
-    """Authentication failed: `kind` is "unknown-key", "signature", "missing", "token" or "malformed"."""
+    """Authentication failed: `kind` is "unknown-key", "signature", "missing", "token", "expired-token",
+    "expired" (a presigned URL) or "malformed"."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -127,11 +128,23 @@ def identify(signed: Signed, environ: Mapping[str, Any]) -> tuple[Caller, str]:
         if assumed is None:
             raise AuthError("unknown-key", "The security token included in the request is invalid.")
         _check_token(token, assumed.session_token)
+        if _expired(assumed.expiration):
+            raise AuthError("expired-token", "The security token included in the request is expired")
         return _role_caller(assumed.role_arn, assumed.session_name, assumed.policy), access_key.secret_access_key
     if access_key.status != "Active" or not access_key.user_name:
         raise AuthError("unknown-key", "The security token included in the request is invalid.")
     user_arn = _user_arn(account, access_key.user_name)
     return Caller("user", user_arn, account, user_arn), access_key.secret_access_key
+
+
+def _expired(expiration: Any) -> bool:
+    """moto keeps a session's expiry as a naive UTC datetime."""
+    from datetime import datetime, timezone
+
+    if expiration is None:
+        return False
+    now = datetime.now(timezone.utc)
+    return (expiration if expiration.tzinfo else expiration.replace(tzinfo=timezone.utc)) < now
 
 
 def _check_token(sent: str | None, expected: str) -> None:

@@ -26,13 +26,14 @@ QUERY_NAMESPACES = {"iam": "https://iam.amazonaws.com/doc/2010-05-08/",
 _JSON = {"denied": "AccessDeniedException", "unknown-key": "UnrecognizedClientException",
          "token": "UnrecognizedClientException", "signature": "InvalidSignatureException",
          "missing": "MissingAuthenticationTokenException", "malformed": "IncompleteSignatureException",
-         "expired": "ExpiredTokenException"}
+         "expired": "ExpiredTokenException", "expired-token": "ExpiredTokenException"}
 _QUERY = {"denied": "AccessDenied", "unknown-key": "InvalidClientTokenId", "token": "InvalidClientTokenId",
           "signature": "SignatureDoesNotMatch", "missing": "MissingAuthenticationToken",
-          "malformed": "IncompleteSignature", "expired": "ExpiredToken"}
+          "malformed": "IncompleteSignature", "expired": "ExpiredToken",
+          "expired-token": "ExpiredToken"}
 _S3 = {"denied": "AccessDenied", "unknown-key": "InvalidAccessKeyId", "token": "InvalidToken",
        "signature": "SignatureDoesNotMatch", "missing": "AccessDenied", "malformed": "AuthorizationHeaderMalformed",
-       "expired": "AccessDenied"}
+       "expired": "AccessDenied", "expired-token": "ExpiredToken"}
 S3_UNKNOWN_KEY = "The AWS Access Key Id you provided does not exist in our records."
 S3_BAD_TOKEN = "The provided token is malformed or otherwise invalid."
 MISSING_TOKEN = "Request is missing Authentication Token"
@@ -75,6 +76,8 @@ def _s3(kind: str, message: str) -> WSGIApp:
         message = S3_UNKNOWN_KEY
     elif kind == "token":
         message = S3_BAD_TOKEN
+    elif kind == "expired-token":
+        message = "The provided token has expired."
     elif kind == "missing":
         message = "Access Denied"
     request_id = uuid.uuid4().hex[:16].upper()
