@@ -1,6 +1,6 @@
 """The streaming pipelines end to end on the full real file, on a local cloud of its own.
 
-Built with `helpers.deploy` exactly as the notebooks build it (prefix `bench`), then three measurements:
+Built by the notebooks themselves (`workbook.require`, prefix `bench`), then three measurements:
 
 1. pipeline: every row of the real file (RETAIL_REAL_DATA, default ../shared/data/ecommerce/data.csv;
    skipped with a reason when absent) posted by the project's client (batches + concurrency) to the
@@ -65,7 +65,7 @@ SLICE = 5000
 QUERY_RATE, QUERY_S = 50.0, 20.0
 QUERY_GRACE_S = 15.0  # after the last scheduled request, how long answers are waited for
 DRAIN_TIMEOUT_S = 900.0
-AUTH_SECRET = "bench-authorizer-secret"
+SLICE_PREFIX = "benchslice"  # notebook 02 once more: the client comparison's stream, without consumers
 RECORD_BYTES = 260  # a canonical record on the stream is about 230-280 bytes of JSON
 
 
@@ -139,54 +139,40 @@ def _log(message: str) -> None:
 
 
 def _build(shards: int, esm_batch: int) -> dict[str, Any]:
-    from helpers import config, deploy, iam
-    from helpers.resources import INGEST_API, QUERY_API, STREAM_TO_DYNAMODB, STREAM_TO_S3, names
+    """The platform as the notebooks build it: `workbook.require("05")` runs notebooks 00 and 02-05 with
+    build_only=True (prefix `bench`), and notebook 02 once more under SLICE_PREFIX for the client
+    comparison's stream without consumers. Then the benchmark's tuning, on top of what the notebooks made:
+    the mappings' batch size and window (`update_event_source_mapping`), and 120 s for the stream consumers
+    (batches of 1,000 records into files and documents)."""
+    from helpers import apis, config, resources, waiting, workbook
 
-    schema = importlib.util.spec_from_file_location("bench_schema", LAMBDAS_DIR / STREAM_TO_DYNAMODB / "schema.py")
-    schema_module = importlib.util.module_from_spec(schema)
-    schema.loader.exec_module(schema_module)  # type: ignore[union-attr]
+    built = workbook.require("05", shards=shards)
+    n = resources.names()
+    awslambda = config.client("lambda")
+    mappings = {"s3": built["lake_mapping"], "dynamodb": built["table_mapping"]}
+    for uuid in mappings.values():
+        waiting.mapping_ready(uuid)
+        awslambda.update_event_source_mapping(UUID=uuid, BatchSize=esm_batch,
+                                              MaximumBatchingWindowInSeconds=ESM_WINDOW_S)
+        waiting.mapping_ready(uuid)
+    for function in (built["lake_function"], built["table_function"]):
+        awslambda.update_function_configuration(FunctionName=function, Timeout=120)
+        waiting.function_ready(function)
+    secret = config.client("ssm").get_parameter(Name=n.auth_secret_parameter, WithDecryption=True)["Parameter"]["Value"]
 
-    n = names()
-    roles = {role.folder: iam.ensure_role(role) for role in iam.course_roles(n)}
-    if "customer_authorizer" not in roles:  # a role of its own (it calls no AWS API)
-        roles["customer_authorizer"] = config.client("iam").create_role(
-            RoleName=n.role("customer_authorizer"),
-            AssumeRolePolicyDocument=json.dumps(iam.LAMBDA_TRUST_POLICY))["Role"]["Arn"]
-
-    stream_arn = deploy.ensure_stream(n.stream, shards)
-    deploy.ensure_stream(f"{n.stream}-slice", shards)
-    deploy.ensure_bucket(n.lake_bucket)
-    deploy.ensure_table(n.table, schema_module.TABLE_SCHEMA)
-    queue_url = deploy.ensure_queue(n.quarantine_queue)
-
-    ingest = deploy.deploy_function(INGEST_API, role_arn=roles[INGEST_API], environment={"STREAM_NAME": n.stream})
-    ingest_slice = deploy.deploy_function(INGEST_API, role_arn=roles[INGEST_API], name=f"{PREFIX}-ingest-api-slice",
-                                          environment={"STREAM_NAME": f"{n.stream}-slice"})
-    to_s3 = deploy.deploy_function(STREAM_TO_S3, role_arn=roles[STREAM_TO_S3], timeout=120,
-                                   environment={"LAKE_BUCKET": n.lake_bucket, "QUARANTINE_QUEUE_URL": queue_url})
-    to_dynamodb = deploy.deploy_function(STREAM_TO_DYNAMODB, role_arn=roles[STREAM_TO_DYNAMODB], timeout=120,
-                                         environment={"TABLE_NAME": n.table, "QUARANTINE_QUEUE_URL": queue_url})
-    query = deploy.deploy_function(QUERY_API, role_arn=roles[QUERY_API], environment={"TABLE_NAME": n.table})
-    authorizer = deploy.deploy_function("customer_authorizer", role_arn=roles["customer_authorizer"],
-                                        environment={"AUTH_SECRET": AUTH_SECRET})
-
-    ingest_api = deploy.ensure_rest_api(f"{PREFIX}-ingest", [deploy.Route("/transactions", "POST", ingest)])
-    slice_api = deploy.ensure_rest_api(f"{PREFIX}-ingest-slice", [deploy.Route("/transactions", "POST", ingest_slice)])
-    query_api = deploy.ensure_rest_api(
-        f"{PREFIX}-query",
-        [deploy.Route("/invoices/{invoice_no}", "GET", query),
-         deploy.Route("/customers/{customer_id}/invoices", "GET", query)],
-        authorizer=deploy.Authorizer(f"{PREFIX}-customers", authorizer))
-
-    mappings = {}
-    for label, function in (("s3", to_s3), ("dynamodb", to_dynamodb)):
-        mappings[label] = deploy.ensure_event_source_mapping(
-            function, stream_arn, StartingPosition="TRIM_HORIZON", BatchSize=esm_batch,
-            MaximumBatchingWindowInSeconds=ESM_WINDOW_S, FunctionResponseTypes=["ReportBatchItemFailures"],
-            BisectBatchOnFunctionError=True, MaximumRetryAttempts=5, ParallelizationFactor=1)
-    return {"names": n, "queue_url": queue_url, "ingest_url": ingest_api.url_for("transactions"),
-            "slice_url": slice_api.url_for("transactions"), "query_api": query_api, "mappings": mappings,
-            "functions": {"ingest": ingest, "s3": to_s3, "dynamodb": to_dynamodb, "query": query}}
+    config.configure(prefix=SLICE_PREFIX)
+    try:
+        slice_built = workbook.require("02", shards=shards)
+    finally:
+        config.configure(prefix=PREFIX)
+    queue_url = config.client("sqs").get_queue_url(QueueName=built["quarantine_queue"])["QueueUrl"]
+    query_api = apis.RestApi(built["query_api_id"], n.query_api, "v1", apis.invoke_url(built["query_api_id"], "v1"))
+    return {"names": n, "queue_url": queue_url, "auth_secret": secret,
+            "ingest_url": apis.invoke_url(built["ingest_api_id"], built["stage"]) + "/transactions",
+            "slice_url": apis.invoke_url(slice_built["ingest_api_id"], slice_built["stage"]) + "/transactions",
+            "query_api": query_api, "mappings": mappings,
+            "functions": {"ingest": built["ingest_function"], "s3": built["lake_function"],
+                          "dynamodb": built["table_function"], "query": built["query_function"]}}
 
 
 def _warm(urls: list[str]) -> None:
@@ -420,7 +406,7 @@ def _client_comparison(url: str, rows: Any) -> dict[str, Any]:
     }
 
 
-def _query_latency(api: Any, rows: Any, rate: float, seconds: float) -> dict[str, Any]:
+def _query_latency(api: Any, rows: Any, rate: float, seconds: float, secret: str) -> dict[str, Any]:
     import requests
 
     mint = _load_module("customer_authorizer").mint_token
@@ -430,16 +416,16 @@ def _query_latency(api: Any, rows: Any, rate: float, seconds: float) -> dict[str
     chooser = random.Random(42)
     invoices = chooser.sample(sorted(by_invoice), min(300, len(by_invoice)))
     customers = chooser.sample(sorted({c for c in by_invoice.values() if c}), min(300, len({c for c in by_invoice.values() if c})))
-    admin = mint("admin", AUTH_SECRET)
+    admin = mint("admin", secret)
     plan: list[tuple[str, str, str]] = []
     for i in range(int(rate * seconds)):
         if i % 2 == 0:
             invoice = invoices[(i // 2) % len(invoices)]
             customer = by_invoice[invoice]
-            plan.append(("invoice", api.url_for(f"invoices/{invoice}"), mint(customer, AUTH_SECRET) if customer else admin))
+            plan.append(("invoice", api.url_for(f"invoices/{invoice}"), mint(customer, secret) if customer else admin))
         else:
             customer = customers[(i // 2) % len(customers)]
-            plan.append(("customer", api.url_for(f"customers/{customer}/invoices?limit=20"), mint(customer, AUTH_SECRET)))
+            plan.append(("customer", api.url_for(f"customers/{customer}/invoices?limit=20"), mint(customer, secret)))
 
     local = threading.local()
     results: list[tuple[str, int, float, float, float]] = []
@@ -539,7 +525,7 @@ def run(rows: int | None = ROWS, shards: int | None = SHARDS, esm_batch: int = E
                 result["client"] = _client_comparison(built["slice_url"], client.Rows(
                     selected.records[:SLICE], selected.times.iloc[:SLICE].reset_index(drop=True)))
             if "query" not in skip:
-                result["query"] = _query_latency(built["query_api"], selected, QUERY_RATE, QUERY_S)
+                result["query"] = _query_latency(built["query_api"], selected, QUERY_RATE, QUERY_S, built["auth_secret"])
     finally:
         config._current = None
         for name, value in saved.items():
