@@ -82,6 +82,20 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.add_permission\(", r"\.create_deployment\(",
         r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_parameter\(",
     ],
+    "06_firehose_to_warehouse": [
+        r'workbook\.require\("02"', r"client\.send\(", r"\.create_bucket\(", r"\.create_role\(",
+        r"AssumeRolePolicyDocument=", r"\.put_role_policy\(", r"\.create_cluster\(", r"\.create_namespace\(",
+        r"\.create_workgroup\(", r"\.execute_statement\(", r"\.describe_statement\(", r"\.get_statement_result\(",
+        r"\.create_delivery_stream\(", r'DeliveryStreamType="KinesisStreamAsSource"', r"KinesisStreamSourceConfiguration=",
+        r"RedshiftDestinationConfiguration=", r'"CopyCommand":', r'"CopyOptions":', r'"S3Configuration":',
+        r'"BufferingHints":', r'"S3BackupMode":', r'"RetryOptions":', r"\.update_destination\(", r"COPY raw_sales",
+        r"\.delete_delivery_stream\(", r"\.delete_cluster\(", r"\.delete_workgroup\(", r"\.delete_namespace\(",
+        r"\.delete_bucket\(", r"\.delete_role_policy\(", r"\.delete_role\(",
+    ],
+    "08_bi_dashboards": [
+        r'workbook\.require\("06"', r"\.put_object\(", r"COPY raw_sales", r"\.execute_statement\(",
+        r"\.get_statement_result\(", r'QUESTIONS\["customer_rfm"\] = """', r"\.delete_object\(",
+    ],
     "09_telemetry_streaming_analytics": [
         r"\.create_role\(", r"\.put_role_policy\(", r"\.create_function\(", r"\.create_delivery_stream\(",
         r'\["ProcessingConfiguration"\] = ', r'"BufferingHints":', r"!\{timestamp:yyyy/MM/dd\}",
