@@ -105,6 +105,16 @@ def run() -> dict[str, Any]:
         role = client("iam").create_role(RoleName=FUNCTION, AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+        client("iam").put_role_policy(RoleName=FUNCTION, PolicyName="least-privilege", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [  # the local cloud enforces IAM, as AWS does
+                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}"},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                 "Resource": f"arn:aws:s3:::{BUCKET}/*"},
+                {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem",
+                                               "dynamodb:UpdateItem"],
+                 "Resource": [f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}" for name in (TABLE, LEDGER)]},
+                {"Effect": "Allow", "Action": "redshift-data:*", "Resource": "*"},
+                {"Effect": "Allow", "Action": "logs:*", "Resource": "*"}]}))
         awslambda.create_function(
             FunctionName=FUNCTION, Runtime="python3.11", Role=role, Handler="app.handler", Timeout=900, MemorySize=3008,
             Code={"ZipFile": packaging.package(PROJECT_ROOT / "lambdas/batch_import")},
