@@ -427,8 +427,12 @@ def _lake_catalog(prefix: str) -> dict[str, list[str]]:
                 if owned(c["Name"])]
     databases = [d["Name"] for page in glue.get_paginator("get_databases").paginate() for d in page["DatabaseList"]
                  if d["Name"].lower().startswith(database_start)]
-    groups = [g["Name"] for page in config.client("athena").get_paginator("list_work_groups").paginate()
-              for g in page["WorkGroups"] if owned(g["Name"])]
+    athena, groups, token = config.client("athena"), [], None
+    while True:  # boto3 has no paginator for ListWorkGroups
+        page = athena.list_work_groups(**({"NextToken": token} if token else {}))
+        groups += [g["Name"] for g in page["WorkGroups"] if owned(g["Name"])]
+        if not (token := page.get("NextToken")):
+            break
     for name in crawlers:
         delete_crawler(name)
     for name in databases:
