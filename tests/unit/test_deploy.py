@@ -86,12 +86,18 @@ def names_in(data: bytes) -> list[str]:
 
 
 def make_role(name: str) -> str:
+    """An execution role that may read the prefix's streams (IAM is enforced: an event source mapping
+    is refused for a role that cannot read its stream)."""
     client = config.client("iam")
     try:
         return client.get_role(RoleName=name)["Role"]["Arn"]
     except client.exceptions.NoSuchEntityException:
-        return client.create_role(
+        arn = client.create_role(
             RoleName=name, AssumeRolePolicyDocument=json.dumps(iam.LAMBDA_TRUST_POLICY))["Role"]["Arn"]
+    streams = f"arn:aws:kinesis:us-east-1:{config.LOCAL_ACCOUNT_ID}:stream/{name.split('-')[0]}-*"
+    client.put_role_policy(RoleName=name, PolicyName="read-streams", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [iam.allow(iam.KINESIS_READ_ACTIONS, [streams], "ReadStreams")]}))
+    return arn
 
 
 # -------------------------------------------------------------------------------------------------
