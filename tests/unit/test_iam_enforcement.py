@@ -194,6 +194,13 @@ def test_a_users_access_key_is_held_to_its_policies(endpoint: str, world: dict[s
         "iam:GetUser action")
     sns = client(endpoint, "sns", key["AccessKeyId"], key["SecretAccessKey"])
     assert error_of(sns.create_topic, Name=unique("topic"))[0] == "AuthorizationError"
+    queue = client(endpoint, "sqs").create_queue(QueueName=unique("q"))["QueueUrl"]
+    sqs = client(endpoint, "sqs", key["AccessKeyId"], key["SecretAccessKey"])
+    assert error_of(sqs.send_message, QueueUrl=queue, MessageBody="x")[0] == "AccessDenied"
+    awslambda = client(endpoint, "lambda", key["AccessKeyId"], key["SecretAccessKey"])
+    code, message = error_of(awslambda.invoke, FunctionName="anything", Payload=b"{}")
+    assert code == "AccessDeniedException" and f"lambda:InvokeFunction on resource: arn:aws:lambda:{REGION}:" \
+        f"{ACCOUNT}:function:anything because" in message
     s3 = client(endpoint, "s3", key["AccessKeyId"], key["SecretAccessKey"])
     assert error_of(s3.list_buckets)[0] == "AccessDenied"
 
