@@ -262,6 +262,17 @@ def test_unsigned_requests_are_refused(endpoint: str, world: dict[str, str]):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(f"{endpoint}/{world['a']}/k.txt", timeout=10)
     assert caught.value.code == 403 and b"<Code>AccessDenied</Code>" in caught.value.read()
+    public = unique("public")  # anonymous callers get what a bucket policy grants to "*"
+    root = client(endpoint, "s3")
+    root.create_bucket(Bucket=public)
+    root.put_object(Bucket=public, Key="site/index.html", Body=b"<h1>shop</h1>")
+    root.put_bucket_policy(Bucket=public, Policy=policy({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                                         "Resource": f"arn:aws:s3:::{public}/site/*"}))
+    with urllib.request.urlopen(f"{endpoint}/{public}/site/index.html", timeout=10) as answer:
+        assert answer.read() == b"<h1>shop</h1>"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{public}/site/x", data=b"x", method="PUT"), timeout=10)
+    assert caught.value.code == 403
 
 
 def test_a_presigned_url_is_checked(endpoint: str, world: dict[str, str]):
