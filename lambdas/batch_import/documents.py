@@ -77,11 +77,14 @@ class Line:
     quantity: int
     price: Decimal
     moment: datetime
+    exact: Decimal | None = None  # Quantity x UnitPrice, computed once
 
     @property
     def amount(self) -> Decimal:
         """Exact, or ArithmeticError past DynamoDB's 38 digits."""
-        return DYNAMODB_CONTEXT.multiply(self.price, self.quantity)
+        if self.exact is None:
+            self.exact = DYNAMODB_CONTEXT.multiply(self.price, self.quantity)
+        return self.exact
 
     @property
     def invoice_time(self) -> str:
