@@ -205,6 +205,21 @@ def test_a_users_access_key_is_held_to_its_policies(endpoint: str, world: dict[s
     assert error_of(s3.list_buckets)[0] == "AccessDenied"
 
 
+def test_handing_a_role_to_lambda_needs_pass_role(endpoint: str, world: dict[str, str]):
+    iam, user = client(endpoint, "iam"), unique("deployer")
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="deploy", PolicyDocument=policy(allow("lambda:CreateFunction", "*")))
+    role = iam.create_role(RoleName=unique("exec"), AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    awslambda = client(endpoint, "lambda", key["AccessKeyId"], key["SecretAccessKey"])
+    create = dict(FunctionName=unique("fn"), Runtime="python3.11", Role=role, Handler="app.handler",
+                  Code={"ZipFile": bundle({"app.py": PROBE})})
+    code, message = error_of(awslambda.create_function, **create)
+    assert code == "AccessDeniedException" and f"iam:PassRole on resource: {role}" in message
+    iam.put_user_policy(UserName=user, PolicyName="pass", PolicyDocument=policy(allow("iam:PassRole", role)))
+    assert awslambda.create_function(**create)["Role"] == role
+
+
 def test_assume_role_credentials_carry_the_roles_policies(endpoint: str, world: dict[str, str]):
     iam, user = client(endpoint, "iam"), unique("operator")
     iam.create_user(UserName=user)
