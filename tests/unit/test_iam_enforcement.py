@@ -355,6 +355,8 @@ def _json_request(service: str, operation: str, params: dict[str, Any]) -> Any:
     ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "t"}}, {"Delete": {"TableName": "t"}}]},
      [("dynamodb:PutItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t"),
       ("dynamodb:DeleteItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t")]),
+    ("dynamodb", "GetRecords", {"ShardIterator": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/stream/2026|1|abc"},
+     [("dynamodb:GetRecords", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t/stream/2026")]),
     ("kinesis", "GetRecords", {"ShardIterator": "c3RyZWFtLWE6c2hhcmRJZC0wMDA6MTA="},
      [("kinesis:GetRecords", f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/stream-a")]),
     ("sqs", "SendMessageBatch", {"QueueUrl": f"http://127.0.0.1:4566/{ACCOUNT}/quarantine"},

@@ -69,6 +69,8 @@ def _dynamodb(r: Request) -> list[str]:
     base = lambda table: arn("dynamodb", r.region, r.account, f"table/{table}")  # noqa: E731
     if "StreamArn" in p:
         return [p["StreamArn"]]
+    if "|" in str(p.get("ShardIterator", "")):  # a DynamoDB Streams iterator starts with its stream's ARN
+        return [str(p["ShardIterator"]).split("|", 1)[0]]
     for key in ("TableArn", "ResourceArn", "ImportArn", "ExportArn", "BackupArn"):
         if key in p:
             return [p[key]]
