@@ -120,6 +120,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "journal": _module("journal"),  # write-heavy workload with the journal fsync/flush/off, and replay after kill -9
     "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
     "batch": _module("batch_import"),  # the full file cut by day and bulk-imported by the batch Lambda
+    "telemetry": _module("telemetry"),  # a simulated fleet hour (360,000 readings) through Firehose and tumbling windows
 }
 
 
