@@ -231,6 +231,8 @@ def test_assume_role_credentials_carry_the_roles_policies(endpoint: str, world: 
     key = iam.create_access_key(UserName=user)["AccessKey"]
     sts = client(endpoint, "sts", key["AccessKeyId"], key["SecretAccessKey"])
     assert error_of(sts.assume_role, RoleArn=role["Arn"], RoleSessionName="first-try")[0] == "AccessDenied"
+    assert error_of(client(endpoint, "sts").assume_role, RoleArn=role["Arn"], RoleSessionName="as-root") == (
+        "AccessDenied", "Roles may not be assumed by root accounts.")
     iam.put_user_policy(UserName=user, PolicyName="assume", PolicyDocument=policy(allow("sts:AssumeRole", role["Arn"])))
     credentials = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="night-shift")["Credentials"]
     s3 = client(endpoint, "s3", credentials["AccessKeyId"], credentials["SecretAccessKey"],

@@ -101,6 +101,9 @@ def check(environ: dict[str, Any]) -> WSGIApp | None:
         if signed.service == "lambda" and environ.get("REQUEST_METHOD") == "POST" and \
                 environ.get("PATH_INFO", "").rstrip("/").endswith("/event-source-mappings"):
             return service_checks.check(_request(signed, protocol, environ, query, body, caller.account))
+        if signed.service == "sts" and _request(signed, protocol, environ, query, body,
+                                                caller.account).operation == "AssumeRole":
+            return errors.refusal("sts", protocol, "denied", "Roles may not be assumed by root accounts.")
         return None
     try:
         request = _own_user(_request(signed, protocol, environ, query, body, caller.account), caller)
