@@ -66,7 +66,13 @@ def bundle(files: dict[str, str]) -> bytes:
 @pytest.fixture(scope="module")
 def role(aws: Callable[[str], Any]) -> str:
     name = f"runtime-test-{uuid.uuid4().hex[:8]}"
-    return aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))["Role"]["Arn"]
+    arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    # what the test functions call (IAM is enforced on the execution role's session)
+    aws("iam").put_role_policy(RoleName=name, PolicyName="probe", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListAllMyBuckets", "s3:PutObject", "s3:GetObject", "sqs:SendMessage",
+                                       "sns:Publish", "lambda:InvokeFunction", "events:PutEvents"], "Resource": "*"}]}))
+    return arn
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +212,15 @@ def test_a_warm_worker_outlives_the_connection_that_started_it(aws: Any, deploy:
 
     name = deploy()
 
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     def invoke_on_a_new_connection() -> int:
-        request = urllib.request.Request(f"{endpoint}/2015-03-31/functions/{name}/invocations", data=b"{}",
-                                         method="POST", headers={"Connection": "close"})
+        url = f"{endpoint}/2015-03-31/functions/{name}/invocations"
+        signed = AWSRequest(method="POST", url=url, data=b"{}", headers={"Connection": "close"})
+        SigV4Auth(Credentials("testing", "testing"), "lambda", "us-east-1").add_auth(signed)
+        request = urllib.request.Request(url, data=b"{}", method="POST", headers=dict(signed.headers))
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(json.loads(response.read())["pid"])
 
