@@ -268,3 +268,23 @@ class TestEarlyTermination:
                   for e in events]
         assert shapes == [(1, False, False, 0), (0, True, True, 1024 * 1024), (1, False, False, 0)]
         assert window.state == {"blob": "", "n": 1}
+
+    def test_a_failed_final_invoke_is_retried_until_it_succeeds(self):
+        answers = iter([b'{"errorMessage": "boom", "errorType": "ValueError"}', b'{"batchItemFailures": []}',
+                        b'{"state": {"n": 1}}'])
+        events: list[dict[str, Any]] = []
+
+        class Invoker:
+            def invoke(self, function: str, payload: bytes, **kwargs: Any) -> InvokeResult:
+                events.append(json.loads(payload))
+                answer = next(answers)
+                return InvokeResult(200, answer, "Unhandled" if b"errorType" in answer else None)
+
+        window = es.TumblingWindow(start=1_767_225_600.0, size=60, state={"n": 1})
+        cfg = es.MappingConfig(uuid="u", function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+                               source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/s", tumbling_window_s=60,
+                               max_retries=0)  # the retry limit is for records; a window's end is retried regardless
+        es.StreamDelivery(cfg, Invoker(), "shardId-000000000000", lambda r: None, sleep=lambda s: None,
+                          window=window).close_window()
+        assert [(e["Records"], e["isFinalInvokeForWindow"], e["state"]) for e in events] == [([], True, {"n": 1})] * 3
+        assert events[0]["window"] == {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z"}
