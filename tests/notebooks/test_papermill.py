@@ -23,7 +23,7 @@ PARAMETERIZED: dict[str, dict[str, Any]] = {
     "07_batch_bulk_import": {"prefix": "papermill", "nrows": 600, "shards": 2, "rows_per_file": 250},
     "08_bi_dashboards": {"prefix": "papermill", "nrows": 1200, "report_dir": "../build/papermill-report"},
     "09_telemetry_streaming_analytics": {"prefix": "papermill", "vehicles": 8, "seconds": 40, "window_s": 3, "seed": 11},
-    "10_lake_catalog_and_athena": {"prefix": "papermill", "start": "2011-11-01", "end": "2011-12-01", "shards": 2},
+    "10_lake_catalog_and_athena": {"prefix": "papermill", "start": "2011-10-15", "end": "2011-12-01", "shards": 2},
     "99_teardown": {"prefix": "papermill"},
 }
 CELL_TIMEOUT_S = 300
@@ -59,7 +59,7 @@ CLEANUP: dict[str, dict[str, Any]] = {
     "03_stream_to_s3_raw": {"nrows": 300},
     "04_stream_to_dynamodb": {"nrows": 300},
     "05_query_api": {"nrows": 300},
-    "10_lake_catalog_and_athena": {"start": "2011-11-20", "end": "2011-12-01"},
+    "10_lake_catalog_and_athena": {"start": "2011-10-25", "end": "2011-11-05"},
 }
 
 
