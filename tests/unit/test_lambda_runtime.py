@@ -544,3 +544,39 @@ def test_async_destinations_to_another_function_send_marked_json() -> None:
     lambda_runtime.send_to_destination("arn:aws:lambda:us-east-1:123456789012:function:next", record, "Success",
                                        spec, Recorder())  # type: ignore[arg-type]
     assert [type(p) for p in sent] == [lambda_runtime.JSONPayload] and json.loads(sent[0]) == record
+
+
+def test_a_worker_exits_when_the_server_end_of_its_pipe_closes_even_mid_invocation(tmp_path: Any) -> None:
+    """The portable half of 'never outlive the server' (the other is Linux's parent-death signal): a
+    handler still running does not keep the worker alive once the server's end of the control pipe is gone."""
+    import os
+    import subprocess
+    import sys
+
+    from localcloud.awslambda import worker as lambda_worker
+    from localcloud.awslambda.runtime import WORKER
+
+    (tmp_path / "app.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(60)\n")
+    to_worker_r, to_worker = os.pipe()
+    from_worker, from_worker_w = os.pipe()
+    env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(tmp_path), "_HANDLER": "app.handler",
+           "AWS_LAMBDA_FUNCTION_NAME": "sleeper", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/sleeper",
+           "AWS_LAMBDA_LOG_STREAM_NAME": "s"}
+    process = subprocess.Popen([sys.executable, "-S", "-u", str(WORKER), str(to_worker_r), str(from_worker_w),
+                                str(os.getpid()), "{}"], pass_fds=(to_worker_r, from_worker_w), env=env,
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(to_worker_r)
+    os.close(from_worker_w)
+    try:
+        assert lambda_worker.read_message(from_worker)[0]["ready"]
+        lambda_worker.write_message(to_worker, {"request_id": "r", "invoked_function_arn": "arn", "deadline_ms": 0,
+                                                "client_context": None}, b"{}")
+        time.sleep(0.5)  # the handler is sleeping now
+        assert process.poll() is None
+        os.close(to_worker)  # what the server's death does to the pipe
+        assert process.wait(timeout=5) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(from_worker)
