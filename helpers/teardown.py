@@ -283,7 +283,7 @@ def workbook_parameters(prefix: str) -> list[str]:
 
 def inventory(prefix: str) -> dict[str, list[str]]:
     """Everything of `prefix` that `everything` removes, by kind (the streaming platform, parameters, roles)."""
-    return {**workbook_resources(prefix), "ssm_parameters": workbook_parameters(prefix),
+    return {**workbook_resources(prefix), **telemetry_resources(prefix), "ssm_parameters": workbook_parameters(prefix),
             "iam_roles": workbook_roles(prefix)}
 
 
@@ -333,35 +333,41 @@ def delete_topic(arn: str) -> bool:
     return True
 
 
-def _telemetry(prefix: str) -> dict[str, list[str]]:
-    """Notebook 09's kinds beyond the streaming core: HTTP APIs, its Firehose delivery streams, alarms,
-    dashboards and SNS topics named `<prefix>-...` (its functions, stream, queue, bucket and roles go with
-    the streaming core and the roles)."""
+def telemetry_resources(prefix: str) -> dict[str, list[str]]:
+    """Notebook 09's kinds beyond the streaming core, named `<prefix>-...`: HTTP APIs (by id), its Firehose
+    delivery streams, alarms, dashboards and SNS topics (by ARN). Its functions, stream, queue, bucket and
+    roles are listed with the streaming core and the roles."""
     owned = _owned(prefix)
     telemetry = f"{prefix.lower()}-telemetry-"
     apigw, cloudwatch = config.client("apigatewayv2"), config.client("cloudwatch")
-    apis = [a for a in apigw.get_apis().get("Items", []) if owned(a["Name"])]
-    streams = [n for n in config.client("firehose").list_delivery_streams(Limit=1000)["DeliveryStreamNames"]
-               if n.lower().startswith(telemetry)]
-    alarms = [a["AlarmName"] for page in cloudwatch.get_paginator("describe_alarms").paginate()
-              for a in page["MetricAlarms"] if owned(a["AlarmName"])]
-    dashboards = [d["DashboardName"] for d in cloudwatch.list_dashboards().get("DashboardEntries", [])
-                  if owned(d["DashboardName"])]
-    topics = [t["TopicArn"] for page in config.client("sns").get_paginator("list_topics").paginate()
-              for t in page["Topics"] if owned(t["TopicArn"].rsplit(":", 1)[-1])]
-    for api in apis:
-        delete_http_api(api["ApiId"])
-    for name in streams:
+    return {
+        "http_apis": sorted(a["ApiId"] for a in apigw.get_apis().get("Items", []) if owned(a["Name"])),
+        "telemetry_delivery_streams": sorted(
+            n for n in config.client("firehose").list_delivery_streams(Limit=1000)["DeliveryStreamNames"]
+            if n.lower().startswith(telemetry)),
+        "alarms": sorted(a["AlarmName"] for page in cloudwatch.get_paginator("describe_alarms").paginate()
+                         for a in page["MetricAlarms"] if owned(a["AlarmName"])),
+        "dashboards": sorted(d["DashboardName"] for d in cloudwatch.list_dashboards().get("DashboardEntries", [])
+                             if owned(d["DashboardName"])),
+        "sns_topics": sorted(t["TopicArn"] for page in config.client("sns").get_paginator("list_topics").paginate()
+                             for t in page["Topics"] if owned(t["TopicArn"].rsplit(":", 1)[-1])),
+    }
+
+
+def _telemetry(prefix: str) -> dict[str, list[str]]:
+    """Remove notebook 09's kinds beyond the streaming core (`telemetry_resources`); returns what went."""
+    found = telemetry_resources(prefix)
+    for api_id in found["http_apis"]:
+        delete_http_api(api_id)
+    for name in found["telemetry_delivery_streams"]:
         delete_delivery_stream(name)
-    for name in alarms:
+    for name in found["alarms"]:
         delete_alarm(name)
-    for name in dashboards:
+    for name in found["dashboards"]:
         delete_dashboard(name)
-    for arn in topics:
+    for arn in found["sns_topics"]:
         delete_topic(arn)
-    return {"http_apis": sorted(a["Name"] for a in apis), "telemetry_delivery_streams": sorted(streams),
-            "alarms": sorted(alarms), "dashboards": sorted(dashboards),
-            "sns_topics": sorted(t.rsplit(":", 1)[-1] for t in topics)}
+    return found
 
 
 # One delete step per part of the platform that is not the streaming core, run first (they read from it).

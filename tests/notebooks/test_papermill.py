@@ -59,6 +59,7 @@ CLEANUP: dict[str, dict[str, Any]] = {
     "03_stream_to_s3_raw": {"nrows": 300},
     "04_stream_to_dynamodb": {"nrows": 300},
     "05_query_api": {"nrows": 300},
+    "09_telemetry_streaming_analytics": {"vehicles": 6, "seconds": 20},
     "10_lake_catalog_and_athena": {"start": "2011-10-25", "end": "2011-11-05"},
 }
 
