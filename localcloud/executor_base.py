@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from http import HTTPStatus
@@ -19,6 +20,13 @@ from localcloud.executors import CloudContext, WSGIApp
 log = logging.getLogger("localcloud")
 
 JOIN_TIMEOUT_S = 5.0
+_SIGNING_NAME = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+
+
+def signing_name(environ: dict[str, Any]) -> str | None:
+    """The service a SigV4 request was signed for (None for an unsigned request)."""
+    match = _SIGNING_NAME.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else None
 
 
 def respond(status: int, body: bytes, content_type: str, *, request_id: bool = False,

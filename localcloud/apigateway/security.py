@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import jsonschema
-
 from localcloud.apigateway.model import GatewayError, MethodRequest
 
 DEFAULT_AUTHORIZER_TTL = 300
@@ -345,6 +343,8 @@ def validate_request(request: MethodRequest) -> None:
         schema = body_schema(request)
         if schema is None:
             return
+        import jsonschema  # its import builds a URI grammar (seconds): only for APIs that validate bodies
+
         try:
             document = json.loads(request.body or b"null")
             jsonschema.Draft4Validator(schema).validate(document)

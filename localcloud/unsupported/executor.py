@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import threading
 import uuid
 from io import BytesIO
 from typing import Any, Mapping
@@ -24,19 +24,12 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request
 
-from localcloud.executor_base import respond
+from localcloud.executor_base import respond, signing_name
 from localcloud.executors import CloudContext, WSGIApp
 from localcloud.unsupported.catalog import NOT_PERFORMED, STATUS, Catalog, Unperformed, build
 
 log = logging.getLogger("localcloud.unsupported")
 
-_SIGNING_NAME = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
-
-
-def signing_name(environ: Mapping[str, Any]) -> str | None:
-    """The service a SigV4 request was signed for (None for an unsigned request)."""
-    match = _SIGNING_NAME.search(environ.get("HTTP_AUTHORIZATION", ""))
-    return match.group(1) if match else None
 
 
 def error_app(entry: Unperformed) -> WSGIApp:
@@ -73,15 +66,27 @@ class UnsupportedCalls:
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog
         self.refused = 0
+        self._built = threading.Event()
+        if catalog is not None:
+            self._built.set()
 
     def start(self, cloud: CloudContext) -> None:
-        if self.catalog is None:
+        """Reading botocore's models takes about half a second: it happens beside the start, not in it
+        (a request that comes before it is done waits for it)."""
+        if self.catalog is None and not self._built.is_set():
+            threading.Thread(target=self._build, name="unsupported-catalog", daemon=True).start()
+
+    def _build(self) -> None:
+        try:
             self.catalog = build()
+        finally:
+            self._built.set()
 
     def stop(self) -> None:
         pass
 
     def route(self, request: Request) -> WSGIApp | None:
+        self._built.wait()
         if self.catalog is None:
             return None
         environ = request.environ

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol
@@ -49,8 +50,18 @@ class ClusterFiles:
     def __init__(self, store: ClusterStore):
         self.store = store
         self._undo: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._undo)
 
     def install(self) -> None:
+        with self._lock:
+            if not self._undo:
+                self._install()
+
+    def _install(self) -> None:
         files = self
 
         def deleting(original: Callable[..., Any]) -> Callable[..., Any]:

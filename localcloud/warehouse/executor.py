@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from werkzeug.wrappers import Request
 
+from localcloud.executor_base import signing_name
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 from localcloud.warehouse import sql as wsql
 from localcloud.warehouse.clusters import ClusterFiles
@@ -91,7 +92,6 @@ class Warehouse:
         self.root = cloud.state_dir / "warehouse"
         self.page_bytes = int(os.environ.get("RETAIL_WAREHOUSE_PAGE_BYTES", PAGE_BYTES))
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="warehouse")
-        self.cluster_files.install()
 
     def stop(self) -> None:
         self.cluster_files.uninstall()
@@ -108,6 +108,8 @@ class Warehouse:
         self.cloud = None
 
     def route(self, request: Request) -> WSGIApp | None:
+        if not self.cluster_files.installed and signing_name(request.environ) == "redshift":
+            self.cluster_files.install()  # importing moto's Redshift (and EC2) takes a second: when first used
         target = request.environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(TARGET_PREFIX):
             return None
