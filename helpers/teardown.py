@@ -283,8 +283,8 @@ def workbook_parameters(prefix: str) -> list[str]:
 
 def inventory(prefix: str) -> dict[str, list[str]]:
     """Everything of `prefix` that `everything` removes, by kind (the streaming platform, parameters, roles)."""
-    return {**workbook_resources(prefix), **telemetry_resources(prefix), "ssm_parameters": workbook_parameters(prefix),
-            "iam_roles": workbook_roles(prefix)}
+    return {**workbook_resources(prefix), **telemetry_resources(prefix), **lake_catalog_resources(prefix),
+            "ssm_parameters": workbook_parameters(prefix), "iam_roles": workbook_roles(prefix)}
 
 
 def _warehouse(prefix: str) -> dict[str, list[str]]:
@@ -422,30 +422,39 @@ def delete_work_group(name: str) -> bool:
     return True
 
 
-def _lake_catalog(prefix: str) -> dict[str, list[str]]:
+def lake_catalog_resources(prefix: str) -> dict[str, list[str]]:
     """Notebook 10's catalog: Glue crawlers named `<prefix>-...`, Glue databases `<prefix>_...` (hyphens
-    as underscores) with their tables, Athena workgroups `<prefix>-...` with their named queries. Its
-    result bucket and the crawler's role go with the buckets and roles."""
+    as underscores), Athena workgroups `<prefix>-...`. Its result bucket and the crawler's role are listed
+    with the buckets and roles."""
     owned = _owned(prefix)
     database_start = prefix.lower().replace("-", "_") + "_"
-    glue = config.client("glue")
-    crawlers = [c["Name"] for page in glue.get_paginator("get_crawlers").paginate() for c in page["Crawlers"]
-                if owned(c["Name"])]
-    databases = [d["Name"] for page in glue.get_paginator("get_databases").paginate() for d in page["DatabaseList"]
-                 if d["Name"].lower().startswith(database_start)]
-    athena, groups, token = config.client("athena"), [], None
+    glue, athena = config.client("glue"), config.client("athena")
+    groups, token = [], None
     while True:  # boto3 has no paginator for ListWorkGroups
         page = athena.list_work_groups(**({"NextToken": token} if token else {}))
         groups += [g["Name"] for g in page["WorkGroups"] if owned(g["Name"])]
         if not (token := page.get("NextToken")):
             break
-    for name in crawlers:
+    return {
+        "glue_crawlers": sorted(c["Name"] for page in glue.get_paginator("get_crawlers").paginate()
+                                for c in page["Crawlers"] if owned(c["Name"])),
+        "glue_databases": sorted(d["Name"] for page in glue.get_paginator("get_databases").paginate()
+                                 for d in page["DatabaseList"] if d["Name"].lower().startswith(database_start)),
+        "athena_workgroups": sorted(groups),
+    }
+
+
+def _lake_catalog(prefix: str) -> dict[str, list[str]]:
+    """Remove notebook 10's catalog (`lake_catalog_resources`): crawlers, databases with their tables,
+    workgroups with their named queries; returns what went."""
+    found = lake_catalog_resources(prefix)
+    for name in found["glue_crawlers"]:
         delete_crawler(name)
-    for name in databases:
+    for name in found["glue_databases"]:
         delete_glue_database(name)
-    for name in groups:
+    for name in found["athena_workgroups"]:
         delete_work_group(name)
-    return {"glue_crawlers": sorted(crawlers), "glue_databases": sorted(databases), "athena_workgroups": sorted(groups)}
+    return found
 
 
 EXTRA_TEARDOWNS.append(_lake_catalog)  # the catalog reads the lake: removed before its bucket
