@@ -4,14 +4,26 @@ Works behind both integration styles the workbook uses:
 - Lambda proxy (AWS_PROXY): the event carries the raw `body` (maybe base64) and the answer must be
   {statusCode, headers, body};
 - the course's non-proxy integration with the "Method Request passthrough" mapping template: the event
-  carries the parsed body as `body-json` and the answer is the plain dict (with its `statusCode` in it,
-  for an integration response to map if wanted).
+  carries the parsed body as `body-json`, the answer is the plain result and errors are raised (below).
 
 The body is one row object, a list of row objects, or pandas `DataFrame.to_json()` output (the default
 column orientation, or orient="records" / "index" / "split"). Only malformed rows are rejected (missing
 fields, unparseable numbers or dates, an invoice number that is not 6 digits with an optional C/A):
 cancellations, adjustments, guest sales (no CustomerID), non-product codes and duplicates are real
 business events and go on the stream; classifying them is the consumers' job.
+
+Both routes decide with the same function (`canonical`) on the same Python values: the proxy body is
+parsed like the Lambda runtime parses the non-proxy event (`json.loads`, floats as floats), so a row
+is accepted or refused with the same reason whichever route it took. Limits (a row breaking one is
+rejected with the reason; the request as a whole only when it has no rows or is not JSON):
+- texts at most MAX_TEXT_CHARS (1,000) characters (the file's longest Description is 35), valid
+  Unicode (no U+FFFD left by a replaced non-UTF-8 byte);
+- Quantity an integer with |Quantity| <= 10^7; UnitPrice finite, |UnitPrice| <= 10^7 (the file's
+  adjustments are negative), at most 38
+  significant digits and no smaller than 1e-130 when not 0 (DynamoDB's number range);
+- a body that is not UTF-8 JSON, or nested deeper than the parser takes, is answered 400.
+Errors on the non-proxy route are raised, with an errorMessage starting `[BadRequest]` (or
+`[InternalError]`), so the method's integration responses map them to 400 (500) by selectionPattern.
 
 Every record put on the stream is the row in a canonical shape (texts as text, Quantity an integer,
 UnitPrice a JSON number, InvoiceDate in the dataset's own "12/1/2010 8:26" format, CustomerID a
@@ -34,6 +46,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -60,6 +73,12 @@ DATE_FORMAT = "%m/%d/%Y %H:%M"
 INVOICE_RE = re.compile(r"[CA]?\d{6}")
 INT_RE = re.compile(r"[+-]?\d{1,18}")
 CUSTOMER_RE = re.compile(r"\d+")
+MAX_TEXT_CHARS = 1000
+MAX_RECORD_ID_CHARS = 128
+MAX_QUANTITY = 10**7
+MAX_UNIT_PRICE = Decimal(10**7)
+MAX_SIGNIFICANT_DIGITS = 38  # DynamoDB's number precision
+MIN_MAGNITUDE = Decimal("1e-130")  # DynamoDB's smallest positive number
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
@@ -77,6 +96,10 @@ class BadRow(ValueError):
     """One row is malformed (reported in `rejected`, the others still go on the stream)."""
 
 
+class RequestError(Exception):
+    """Raised on the non-proxy route: its message selects the integration response (400 or 500)."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Entry point
 
@@ -87,12 +110,20 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         rows = rows_of(read_body(event, proxy))
         result = ingest(rows, os.environ["STREAM_NAME"])
-        return respond(200, result, proxy)
     except BadRequest as error:
+        if not proxy:
+            raise RequestError(f"[BadRequest] {error}") from None
         return respond(400, {"message": str(error)}, proxy)
     except Exception:  # never let API Gateway answer 502 with no explanation
         logger.exception("ingest failed")
-        return respond(500, {"message": "internal error; nothing or only part of the rows was accepted"}, proxy)
+        message = "internal error; nothing or only part of the rows was accepted"
+        if not proxy:
+            raise RequestError(f"[InternalError] {message}") from None
+        return respond(500, {"message": message}, proxy)
+    if not proxy and result["rejected"] and not result["accepted"] and not result["failed"]:
+        reasons = "; ".join(f"row {r['index']}: {r['reason']}" for r in result["rejected"][:10])
+        raise RequestError(" ".join(f"[BadRequest] no row accepted: {reasons}".split()))  # one line: .* matches it
+    return respond(200, result, proxy)
 
 
 def is_proxy_event(event: dict[str, Any]) -> bool:
@@ -103,7 +134,7 @@ def is_proxy_event(event: dict[str, Any]) -> bool:
 def respond(status: int, payload: dict[str, Any], proxy: bool) -> dict[str, Any]:
     if proxy:
         return {"statusCode": status, "headers": JSON_HEADERS, "body": json.dumps(payload)}
-    return {"statusCode": status, **payload}
+    return payload  # non-proxy: the integration response's status is the HTTP status
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,16 +158,19 @@ def read_body(event: dict[str, Any], proxy: bool) -> Any:
             raise BadRequest("body is marked base64 but is not valid base64") from None
         try:
             body = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            body = raw.decode("iso-8859-1")  # the dataset's own encoding
+        except UnicodeDecodeError as error:  # JSON is UTF-8 (RFC 8259); guessing would garble text
+            raise BadRequest(f"body is not UTF-8: byte {error.start} is {raw[error.start]:#04x}") from None
     return parse_json(body)
 
 
 def parse_json(text: str) -> Any:
+    """json.loads as the Lambda runtime parses a non-proxy event, so both routes see the same values."""
     try:
-        return json.loads(text, parse_float=Decimal)
+        return json.loads(text)
+    except RecursionError:
+        raise BadRequest("body is nested too deeply to be a row, a list of rows or a DataFrame") from None
     except ValueError as error:
-        raise BadRequest(f"body is not JSON: {error}") from None
+        raise BadRequest(f"body is not JSON: {str(error)[:200]}") from None
 
 
 def rows_of(document: Any) -> list[Any]:
@@ -182,7 +216,7 @@ def canonical(row: Any) -> dict[str, Any]:
         raise BadRow(f"missing {', '.join(missing)}")
     invoice = _text(row["InvoiceNo"], "InvoiceNo")
     if not INVOICE_RE.fullmatch(invoice):
-        raise BadRow(f"InvoiceNo '{invoice}' is not 6 digits with an optional C or A prefix")
+        raise BadRow(f"InvoiceNo '{_short(invoice)}' is not 6 digits with an optional C or A prefix")
     return {
         "InvoiceNo": invoice,
         "StockCode": _text(row["StockCode"], "StockCode"),
@@ -201,11 +235,25 @@ def _blank(value: Any) -> bool:
 
 def _text(value: Any, name: str) -> str:
     if isinstance(value, (dict, list, bool)):
-        raise BadRow(f"{name} must be text, got {json.dumps(value, default=str)[:40]}")
-    return value if isinstance(value, str) else number_text(value)
+        raise BadRow(f"{name} must be text, got {'an object' if isinstance(value, dict) else type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRow(f"{name} must be text, got {value}")
+    text = value if isinstance(value, str) else number_text(value)
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRow(f"{name} is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
+    if "\ufffd" in text:
+        raise BadRow(f"{name} contains U+FFFD (a byte that was not UTF-8 was replaced)")
+    return text
 
 
 def _integer(value: Any) -> int:
+    number = _integral(value)
+    if abs(number) > MAX_QUANTITY:
+        raise BadRow(f"Quantity {_short(value)} is outside -{MAX_QUANTITY:,}..{MAX_QUANTITY:,}")
+    return number
+
+
+def _integral(value: Any) -> int:
     if isinstance(value, bool):
         raise BadRow(f"Quantity '{value}' is not an integer")
     if isinstance(value, int):
@@ -218,32 +266,51 @@ def _integer(value: Any) -> int:
             pass
     if isinstance(value, str) and INT_RE.fullmatch(value.strip()):
         return int(value)
-    raise BadRow(f"Quantity '{value}' is not an integer")
+    raise BadRow(f"Quantity '{_short(value)}' is not an integer")
+
+
+def _short(value: Any) -> str:
+    """A value for a reason: long texts and huge integers cut, never the whole of a 1 MB field."""
+    text = value if isinstance(value, str) else str(value) if not isinstance(value, int) or abs(value) < 10**40 \
+        else f"{str(value)[:12]}...({len(str(abs(value)))} digits)"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
 
 
 def _number(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise BadRow(f"UnitPrice '{value}' is not a number")
+    if isinstance(value, (dict, list)) or (isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
     try:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
     except (InvalidOperation, ValueError):
-        raise BadRow(f"UnitPrice '{value}' is not a number") from None
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number") from None
     if not number.is_finite():
-        raise BadRow(f"UnitPrice '{value}' is not a number")
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
+    if abs(number) > MAX_UNIT_PRICE:  # negative prices are the file's bad-debt adjustments
+        raise BadRow(f"UnitPrice {_short(value)} is outside -{MAX_UNIT_PRICE:,}..{MAX_UNIT_PRICE:,}")
+    if number and (_significant_digits(number) > MAX_SIGNIFICANT_DIGITS or abs(number) < MIN_MAGNITUDE):
+        raise BadRow(f"UnitPrice {_short(value)} has more than {MAX_SIGNIFICANT_DIGITS} significant digits "
+                     "or is below 1e-130 (DynamoDB's number range)")
     return number
+
+
+def _significant_digits(number: Decimal) -> int:
+    """Digits without leading or trailing zeros (normalize() would round to the context's 28)."""
+    return len("".join(map(str, number.as_tuple().digits)).strip("0"))
 
 
 def _date(value: Any) -> str:
     """The dataset's text ("12/1/2010 8:26"), from that text, an ISO string or pandas' epoch milliseconds."""
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         try:
             moment = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
         except (ValueError, OverflowError, OSError):
-            raise BadRow(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
+            raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26") from None
         return _dataset_text(moment)
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         return _text_date(value.strip())
-    raise BadRow(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26")
+    raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26")
 
 
 @lru_cache(maxsize=65536)
@@ -271,8 +338,8 @@ def _customer(value: Any) -> str | None:
     text = _text(value, "CustomerID").strip()
     if text.endswith(".0"):  # pandas read the column as float: 17850.0
         text = text[:-2]
-    if not CUSTOMER_RE.fullmatch(text):
-        raise BadRow(f"CustomerID '{value}' is not digits")
+    if not CUSTOMER_RE.fullmatch(text) or len(text) > 20:
+        raise BadRow(f"CustomerID '{_short(value)}' is not digits (at most 20)")
     return text
 
 
@@ -331,7 +398,11 @@ def prepare(rows: list[Any]) -> tuple[list[Prepared], list[dict[str, Any]]]:
     rejected: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         try:
-            good.append((index, row, canonical(row)))
+            record = canonical(row)
+            posted = row.get("record_id")
+            if isinstance(posted, str) and len(posted) > MAX_RECORD_ID_CHARS:
+                raise BadRow(f"record_id is {len(posted):,} characters, more than {MAX_RECORD_ID_CHARS}")
+            good.append((index, row, record))
         except BadRow as error:
             rejected.append({"index": index, "reason": str(error)})
     derived = derive_record_ids(raw_fields(row, record) for _, row, record in good)

@@ -5,7 +5,11 @@
 - AWS (Lambda, non-proxy): request template chosen by the request's Content-Type (none means
   application/json) and passthroughBehavior; the integration response whose selectionPattern
   matches the Lambda errorMessage is chosen, else the default one (a function error with no
-  matching pattern is answered with the default response and the error body, as AWS does).
+  matching pattern is answered with the default response and the error body, as AWS does). A
+  rendered request that is not JSON (a malformed or too deeply nested body through the passthrough
+  template) is refused with 400 "Could not parse request body into json", as AWS does.
+- an event over Lambda's 6 MB synchronous payload limit (the body plus the event around it): 413
+  {"message": "Request Too Long"}, as API Gateway answers for either Lambda integration.
 - MOCK: the request template's `statusCode` is matched against the selection patterns.
 - HTTP / HTTP_PROXY: only to loopback (127.0.0.0/8, localhost); other hosts get 502 with a message,
   because the local cloud must not reach the network.
@@ -25,7 +29,7 @@ from localcloud.apigateway import vtl
 from localcloud.apigateway.model import GatewayError, GatewayResponse, MethodRequest
 from localcloud.apigateway.security import lambda_arn_from_uri
 from localcloud.apigateway.vtl import TemplateError
-from localcloud.executors import JSONPayload
+from localcloud.executors import JSONPayload, LambdaInvokeError
 
 Invoke = Callable[[str, bytes], Any]
 PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
@@ -114,6 +118,10 @@ def invoke_lambda(request: MethodRequest, invoke: Invoke, payload: bytes) -> Any
         raise internal_error()
     try:
         return invoke(function_arn, payload)
+    except LambdaInvokeError as error:
+        if error.code == "RequestTooLargeException":  # the event over Lambda's 6 MB: AWS answers 413
+            raise GatewayError(413, "Request Too Long", "RequestTooLargeException") from None
+        raise internal_error() from None
     except Exception:  # refused by Lambda (unknown function, bad payload...): API Gateway answers 500
         raise internal_error() from None
 
@@ -219,6 +227,12 @@ def _response_parameter(source: str, body: str, headers: dict[str, str]) -> str 
 def aws_lambda(request: MethodRequest, invoke: Invoke) -> GatewayResponse:
     """Non-proxy Lambda integration."""
     text = integration_request_body(request)
+    if text.strip():
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError) as error:  # AWS refuses it before invoking the function
+            raise GatewayError(400, f"Could not parse request body into json: {str(error)[:200]}",
+                               "BadRequestException") from None
     outcome = invoke_lambda(request, invoke, text.encode() if text.strip() else b"{}")
     body = (outcome.payload or b"").decode("utf-8", "replace")
     selector = None

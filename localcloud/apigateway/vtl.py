@@ -123,7 +123,7 @@ class InputVariable:
             return {}
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than a parser takes is not JSON either
             raise TemplateError("Invalid JSON in request body") from None
 
     def json(self, path: str = "$") -> str:

@@ -332,7 +332,7 @@ def test_ingest_records_orient_base64_and_passthrough(cloud: Cloud, ingest: Modu
     assert post(ingest, records) == (200, {"accepted": 5, "rejected": [], "failed": 0})
     assert post(ingest, records[0], base64_body=True) == (200, {"accepted": 1, "rejected": [], "failed": 0})
     answer = ingest.handler(passthrough_event(records[1:3]), CONTEXT)
-    assert answer == {"statusCode": 200, "accepted": 2, "rejected": [], "failed": 0}
+    assert answer == {"accepted": 2, "rejected": [], "failed": 0}  # the HTTP status is the integration response's
     ids = [r["record_id"] for r in stream_rows(cloud.aws, fresh_stream)]
     assert sorted(set(ids)) == sorted(sample["record_id"].head(5)) and len(ids) == 8  # same rows, same ids
 
@@ -388,14 +388,23 @@ def test_ingest_answers_400_for_a_body_without_rows(ingest: ModuleType, cloud: C
     assert response["statusCode"] == 400 and message in body_of(response)["message"]
 
 
-def test_ingest_passthrough_400_and_500_are_answers_not_errors(ingest: ModuleType, cloud: Cloud,
-                                                               monkeypatch: pytest.MonkeyPatch):
-    assert ingest.handler(passthrough_event({}), CONTEXT)["statusCode"] == 400
+def test_ingest_passthrough_errors_are_raised_for_the_integration_responses(ingest: ModuleType, cloud: Cloud,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    """Non-proxy: the errorMessage starts [BadRequest] / [InternalError] (selectionPattern maps it to
+    400 / 500); proxy: the status is in the answer."""
+    with pytest.raises(ingest.RequestError, match=r"^\[BadRequest\] no rows"):
+        ingest.handler(passthrough_event({}), CONTEXT)
+    with pytest.raises(ingest.RequestError, match=r"^\[BadRequest\] no row accepted: row 0: Quantity"):
+        ingest.handler(passthrough_event({"InvoiceNo": "536365", "StockCode": "1", "Quantity": 10 ** 40,
+                                          "InvoiceDate": "12/1/2010 8:26", "UnitPrice": 1, "Country": "UK"}),
+                       CONTEXT)
     monkeypatch.setenv("STREAM_NAME", "no-such-stream")
     row = {"InvoiceNo": "536365", "StockCode": "1", "Quantity": 1, "InvoiceDate": "12/1/2010 8:26",
            "UnitPrice": 1, "Country": "UK"}
     response = ingest.handler(proxy_event("POST", "/transactions", "/transactions", body=json.dumps(row)), CONTEXT)
     assert response["statusCode"] == 500 and "message" in body_of(response)
+    with pytest.raises(ingest.RequestError, match=r"^\[InternalError\]"):
+        ingest.handler(passthrough_event(row), CONTEXT)
 
 
 def test_ingest_retries_only_the_failed_entries(cloud: Cloud, ingest: ModuleType, fresh_stream: str,
