@@ -5,6 +5,10 @@ One path through the data, used by every notebook and pipeline so they agree on 
 `classify` (flags + one `quality` class + a human `reason`) -> `split` (stored vs quarantined).
 `load` does the first three; `profile` and `revenue_by_month` reproduce the published figures.
 
+The published file is ISO-8859-1; a re-export saved as UTF-8 (with or without a BOM) loads to the
+same rows (`detect_encoding`). A field longer than MAX_FIELD_CHARS (1,000 characters; the file's
+longest is 35) makes its row bad_value (quarantined), so every row read is still accounted for.
+
 The default file is the small committed sample `data/sample.csv`; set `RETAIL_DATA` to use the
 full file (see `REAL_FILE_HINT`).
 """
@@ -30,6 +34,7 @@ COLUMNS: tuple[str, ...] = (
     "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country",
 )
 ENCODING = "ISO-8859-1"
+MAX_FIELD_CHARS = 1000
 DATE_FORMAT = "%m/%d/%Y %H:%M"
 FULL_FILE_SHA256 = "d07aec9960083af2339975a3f9d3b26313b342dcd9f86cce0b919b1cde639a44"
 REAL_FILE_HINT = (
@@ -87,15 +92,40 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def detect_encoding(path: Path | str) -> str:
+    """"utf-8-sig" for a BOM, "utf-8" for valid UTF-8 with non-ASCII bytes, else ISO-8859-1 (the published
+    file). Bytes that are neither (NUL or C1 controls 0x80-0x9F in a file that is not UTF-8: UTF-16,
+    Windows-1252...) raise ValueError naming the first offending byte's offset: guessing would garble."""
+    data = Path(path).read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if data.isascii():
+        return ENCODING if b"\x00" not in data else _not_text(path, data, data.index(b"\x00"))
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    bad = next((i for i, byte in enumerate(data) if byte == 0 or 0x80 <= byte <= 0x9F), None)
+    return ENCODING if bad is None else _not_text(path, data, bad)
+
+
+def _not_text(path: Path | str, data: bytes, offset: int) -> str:
+    raise ValueError(f"{path} is neither UTF-8 nor ISO-8859-1 text: byte {data[offset]:#04x} at offset {offset:,} "
+                     "(re-save it as UTF-8 or as the published ISO-8859-1 file)")
+
+
 def read_raw(path: Path | str | None = None, *, nrows: int | None = None) -> pd.DataFrame:
     """The file exactly as published: the 8 columns as text ("" when empty) plus `line`, the 1-based
-    data row number (header not counted), so every later question can point back at the file."""
+    data row number (header not counted), so every later question can point back at the file.
+    The encoding is detected (`detect_encoding`): the published ISO-8859-1 file and a UTF-8 re-export
+    give the same rows."""
     path = Path(path) if path is not None else default_path()
     if not path.is_file():
         raise FileNotFoundError(f"Retail data file not found: {path}. {REAL_FILE_HINT}")
     try:
         raw = pd.read_csv(
-            path, encoding=ENCODING, dtype=str, keep_default_na=False, na_filter=False,
+            path, encoding=detect_encoding(path), dtype=str, keep_default_na=False, na_filter=False,
             skip_blank_lines=False, index_col=False, nrows=nrows,
         )
     except pd.errors.EmptyDataError:
@@ -103,7 +133,7 @@ def read_raw(path: Path | str | None = None, *, nrows: int | None = None) -> pd.
     if tuple(raw.columns) != COLUMNS:
         raise ValueError(
             f"{path} does not have the published header.\n  expected: {','.join(COLUMNS)}\n"
-            f"  found:    {','.join(map(str, raw.columns))}\n(is it the {ENCODING} Kaggle data.csv?)"
+            f"  found:    {','.join(map(str, raw.columns))}\n(is it the Kaggle data.csv?)"
         )
     raw = raw.fillna("")  # a short row leaves its missing fields NaN; "" keeps it text (and bad_value)
     raw["line"] = np.arange(1, len(raw) + 1, dtype="int64")
@@ -123,8 +153,12 @@ def _record_ids(raw: pd.DataFrame) -> pd.Series:
 
 
 def _problem(mask: pd.Series, text: pd.Series, message: str) -> pd.Series:
-    """"<Column> '<raw value>' <message>" where `mask`, else <NA>."""
-    return (text.name + " '" + text.astype(str) + "' " + message).astype("string").where(mask)
+    """"<Column> '<raw value>' <message>" where `mask`, else <NA> (a value over 60 characters cut)."""
+    value = text.astype(str)
+    long = value.str.len() > 60
+    if long.any():
+        value = value.where(~long, value.str.slice(0, 40) + "... (" + value.str.len().astype(str) + " characters)")
+    return (text.name + " '" + value + "' " + message).astype("string").where(mask)
 
 
 def _message(mask: pd.Series, message: str) -> pd.Series:
@@ -185,7 +219,17 @@ def _bad_value_reasons(df: pd.DataFrame, checks: dict[str, pd.Series]) -> pd.Ser
         _message(checks["country"][bad], "Country is empty"),
         _problem(checks["negative_price"][bad], rows["UnitPrice"], "is negative outside an A adjustment invoice"),
         _problem(checks["positive_cancel"][bad], rows["Quantity"], "is positive on a C cancellation"),
+        *[_message(checks["oversize_" + column][bad], f"{column} is longer than {MAX_FIELD_CHARS:,} characters")
+          for column in COLUMNS],
     ])
+
+
+def _oversize(df: pd.DataFrame, column: str) -> pd.Series:
+    """Fields over MAX_FIELD_CHARS (their text, as the file has it; numbers and dates are short)."""
+    values = df[column]
+    if values.dtype.kind in "iufMm" or str(values.dtype) in ("Int64", "Float64"):
+        return pd.Series(False, index=df.index)
+    return values.astype("string").str.len().gt(MAX_FIELD_CHARS).fillna(False).astype(bool)
 
 
 def classify(df: pd.DataFrame) -> pd.DataFrame:
@@ -213,6 +257,7 @@ def classify(df: pd.DataFrame) -> pd.DataFrame:
         "country": out["Country"].eq(""),
         "negative_price": (price < 0) & ~adjustment_invoice,
         "positive_cancel": quantity.gt(0).fillna(False).astype(bool) & cancellation,
+        **{"oversize_" + column: _oversize(out, column) for column in COLUMNS},
     }
     bad = out["parse_error"].notna().to_numpy()
     for check in checks.values():

@@ -263,3 +263,64 @@ def test_real_file_date_range_keeps_record_ids(real: pd.DataFrame):
     assert len(august) == 35_284
     expected = real.set_index("line").loc[august["line"], "record_id"]
     assert august["record_id"].tolist() == expected.tolist()
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding and oversize fields
+
+
+def _compare(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_utf8_reexport_of_the_sample_loads_to_the_same_rows(tmp_path: Path):
+    published = DATA_DIR / "sample.csv"
+    text = published.read_bytes().decode("ISO-8859-1")
+    assert not text.isascii(), "the sample must hold non-ASCII text (£, É...) for this test to mean anything"
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_bytes(text.encode("utf-8"))
+    bom = tmp_path / "utf8-bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert dataset.detect_encoding(published) == "ISO-8859-1"
+    assert dataset.detect_encoding(utf8) == "utf-8" and dataset.detect_encoding(bom) == "utf-8-sig"
+    expected = dataset.load(published)
+    _compare(dataset.load(utf8), expected)
+    _compare(dataset.load(bom), expected)
+    assert not expected["Description"].dropna().str.contains("Ã").any()
+
+
+def test_a_file_neither_utf8_nor_latin1_is_refused_naming_the_offset(tmp_path: Path):
+    good = write_csv(tmp_path / "ok.csv", [ROWS[0][0]])
+    head = len(good.read_bytes()) - 2
+    cp1252 = tmp_path / "cp1252.csv"
+    cp1252.write_bytes(good.read_bytes()[:head] + "\u20ac\r\n".encode("cp1252"))  # the euro sign: 0x80
+    with pytest.raises(ValueError, match=f"byte 0x80 at offset {head:,}"):
+        dataset.load(cp1252)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(good.read_bytes().decode("ISO-8859-1").encode("utf-16"))
+    with pytest.raises(ValueError, match="neither UTF-8 nor ISO-8859-1"):
+        dataset.load(utf16)
+
+
+def test_an_oversize_field_is_quarantined_and_every_row_accounted_for(tmp_path: Path):
+    lines = [ROWS[0][0],
+             f"536366,22633,{'A' * (10 * 1024 * 1024)},6,12/1/2010 8:28,1.85,17850,United Kingdom",
+             f"536367,{'9' * 1001},HAND WARMER,6,12/1/2010 8:28,1.85,17850,United Kingdom",
+             "536368,22633,HAND WARMER," + "1" * 2000 + ",12/1/2010 8:28,1.85,17850,United Kingdom"]
+    df = dataset.load(write_csv(tmp_path / "big.csv", lines))
+    assert df["quality"].tolist() == ["valid_sale", "bad_value", "bad_value", "bad_value"]
+    assert df["reason"][1] == "Description is longer than 1,000 characters"
+    assert df["reason"][2] == "StockCode is longer than 1,000 characters"
+    assert df["reason"][3].startswith("Quantity '1111111111111111111111111111111111111111... (2000 characters)' "
+                                      "is not an integer") and len(df["reason"][3]) < 200
+    parts = dataset.split(df)
+    assert len(parts.stored) == 1 and len(parts.quarantined) == 3 and parts.rows_read == 4
+
+
+@pytest.mark.realdata
+def test_real_file_utf8_reexport_loads_to_the_same_classified_rows(real: pd.DataFrame, tmp_path: Path):
+    utf8 = tmp_path / "data-utf8.csv"
+    utf8.write_bytes(REAL_FILE.read_bytes().decode("ISO-8859-1").encode("utf-8"))
+    again = dataset.load(utf8)
+    assert len(again) == 541_909
+    _compare(again, real)
