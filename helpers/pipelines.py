@@ -47,11 +47,13 @@ def table_schema() -> dict[str, Any]:
     return dict(module.TABLE_SCHEMA)
 
 
-def customer_token(secret: str, subject: str) -> str:
-    """The Authorization header of a customer id, or of "admin", signed with the query API's secret
-    (notebook 05; lambdas/customer_authorizer checks it)."""
-    signature = hmac.new(secret.encode(), subject.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"Bearer {subject}.{signature}"
+def customer_token(secret: str, subject: str, lifetime_s: int = 3600, now: float | None = None) -> str:
+    """The Authorization header of a customer id, or of "admin", signed with the query API's secret and
+    valid for `lifetime_s` (notebook 05; lambdas/customer_authorizer checks it: expired -> 401)."""
+    expires = int(time.time() if now is None else now) + int(lifetime_s)
+    message = f"{subject}.{expires}"
+    signature = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"Bearer {message}.{signature}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 """API Gateway TOKEN authorizer for the query API: who is calling, as a customer id or an admin.
 
-Token (the Authorization header): `Bearer <subject>.<signature>` where subject is a customer id (digits)
-or `admin`, and signature = the first 32 hex chars of HMAC-SHA256(key=AUTH_SECRET, msg=subject), both
-UTF-8. `mint_token(subject, secret)` below makes one; copy it (it is pure stdlib) to issue tokens.
+Token (the Authorization header): `Bearer <subject>.<expires>.<signature>` where subject is a customer
+id (digits) or `admin`, expires the Unix time (seconds) after which it is refused, and signature = the
+first 32 hex chars of HMAC-SHA256(key=AUTH_SECRET, msg="<subject>.<expires>"), both UTF-8: a leaked
+token works for its lifetime only (an hour by default). `mint_token(subject, secret)` below makes one;
+copy it (it is pure stdlib) to issue tokens.
 
 - no token, or not of that shape -> raise Exception("Unauthorized"): API Gateway answers 401;
-- well-formed but the signature does not match -> a Deny policy: API Gateway answers 403;
+- well-formed but the signature does not match -> a Deny policy: API Gateway answers 403 (also the
+  old `Bearer <subject>.<signature>` shape without an expiry: never allowed again);
+- signed but expired -> raise Exception("Unauthorized"): 401, the client must get a new token (an
+  authorizer result cached by API Gateway can outlive the expiry by its TTL, 300 s by default);
 - valid -> an Allow policy for every method and resource of the stage (`.../<stage>/*/*`), so the
   cached answer for a token is right for all of the API's routes, with context {customerId, role}
   ("customer" or "admin"; an admin's customerId is ""). The query function enforces which data a
@@ -21,13 +26,15 @@ import hmac
 import logging
 import os
 import re
+import time
 from typing import Any
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 
 ADMIN = "admin"
-TOKEN_RE = re.compile(r"Bearer (?P<subject>\d{1,18}|admin)\.(?P<signature>[0-9a-f]{32})")
+TOKEN_RE = re.compile(r"Bearer (?P<subject>\d{1,18}|admin)(?:\.(?P<expires>\d{1,12}))?\.(?P<signature>[0-9a-f]{32})")
+DEFAULT_LIFETIME_S = 3600
 
 
 def signature(subject: str, secret: str) -> str:
@@ -35,9 +42,10 @@ def signature(subject: str, secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), subject.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
-def mint_token(subject: str, secret: str) -> str:
-    """The Authorization header value for a customer id ("17850") or "admin"."""
-    return f"Bearer {subject}.{signature(subject, secret)}"
+def mint_token(subject: str, secret: str, lifetime_s: int = DEFAULT_LIFETIME_S, now: float | None = None) -> str:
+    """The Authorization header value for a customer id ("17850") or "admin", valid for lifetime_s."""
+    expires = int(time.time() if now is None else now) + int(lifetime_s)
+    return f"Bearer {subject}.{expires}.{signature(f'{subject}.{expires}', secret)}"
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -47,11 +55,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     match = TOKEN_RE.fullmatch(str(event.get("authorizationToken") or "").strip())
     if match is None:
         raise Exception("Unauthorized")  # API Gateway's own convention: answer 401
-    subject = match["subject"]
+    subject, expires = match["subject"], match["expires"]
     resource = stage_resources(event["methodArn"])
-    if not hmac.compare_digest(match["signature"], signature(subject, secret)):
-        logger.info("bad signature for %s", subject)
+    if expires is None or not hmac.compare_digest(match["signature"], signature(f"{subject}.{expires}", secret)):
+        logger.info("bad signature or no expiry for %s", subject)
         return policy(subject, "Deny", resource, {})
+    if int(expires) <= time.time():
+        logger.info("expired token for %s", subject)
+        raise Exception("Unauthorized")  # 401: sign in again
     role = ADMIN if subject == ADMIN else "customer"
     return policy(subject, "Allow", resource, {"customerId": "" if role == ADMIN else subject, "role": role})
 

@@ -878,9 +878,10 @@ def token_event(token: str | None) -> dict[str, Any]:
 
 
 def test_authorizer_allows_a_customer_on_the_whole_stage(authorizer: ModuleType, cloud: Cloud):
+    token = authorizer.mint_token("17850", SECRET, lifetime_s=600, now=2_000_000_000)
+    digest = __import__("hmac").new(SECRET.encode(), b"17850.2000000600", "sha256").hexdigest()[:32]
+    assert token == f"Bearer 17850.2000000600.{digest}"
     token = authorizer.mint_token("17850", SECRET)
-    digest = __import__("hmac").new(SECRET.encode(), b"17850", "sha256").hexdigest()[:32]
-    assert token == f"Bearer 17850.{digest}"
     answer = authorizer.handler(token_event(token), CONTEXT)
     assert answer == {
         "principalId": "17850",
@@ -907,6 +908,23 @@ def test_authorizer_unauthorized_for_missing_or_malformed_tokens(authorizer: Mod
                                                                  token: str | None):
     with pytest.raises(Exception, match="^Unauthorized$"):
         authorizer.handler(token_event(token), CONTEXT)
+
+
+def test_authorizer_refuses_an_expired_token_with_401_and_a_token_without_expiry(authorizer: ModuleType,
+                                                                                 cloud: Cloud):
+    from helpers import pipelines
+
+    now = __import__("time").time()
+    expired = authorizer.mint_token("17850", SECRET, lifetime_s=60, now=now - 61)
+    with pytest.raises(Exception, match="^Unauthorized$"):  # API Gateway: 401
+        authorizer.handler(token_event(expired), CONTEXT)
+    fresh = pipelines.customer_token(SECRET, "17850", lifetime_s=60)
+    assert fresh == authorizer.mint_token("17850", SECRET, lifetime_s=60, now=int(now)) or fresh.count(".") == 2
+    assert authorizer.handler(token_event(fresh), CONTEXT)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    later = fresh.replace(fresh.split(".")[1], str(int(fresh.split(".")[1]) + 3600))  # a longer life, forged
+    assert authorizer.handler(token_event(later), CONTEXT)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    legacy = "Bearer 17850." + __import__("hmac").new(SECRET.encode(), b"17850", "sha256").hexdigest()[:32]
+    assert authorizer.handler(token_event(legacy), CONTEXT)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
 
 
 def test_authorizer_without_secret_fails_closed(authorizer: ModuleType, monkeypatch: pytest.MonkeyPatch):
