@@ -36,6 +36,10 @@ import requests
 from helpers import bulk_files, dataset
 
 DEFAULT_BATCH_SIZE = 500
+# A batch's body reaches the function as a JSON string inside the proxy event, which Lambda refuses
+# over 6 MB (API Gateway then answers 413): batches are cut at 5 MB of that escaped text, leaving 1 MB
+# for the event's headers and context. (API Gateway's own limit, 10 MB of body, is never the first.)
+MAX_BATCH_BYTES = 5 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RECORD_FIELDS: tuple[str, ...] = (*dataset.COLUMNS, "record_id")
 CHECKPOINT_VERSION = 1
@@ -92,16 +96,34 @@ class Batch:
     time: pd.Timestamp | None  # the first row's InvoiceDate: when a replay sends it
 
 
-def batches(rows: Rows, size: int) -> list[Batch]:
-    """Consecutive batches of `size` rows (the last may be shorter)."""
+def event_bytes(record: Record) -> int:
+    """What a record adds to the Lambda event: its JSON (non-ASCII as \\uXXXX), each quote and
+    backslash escaped once more inside the event's `body` string, and a comma."""
+    text = json.dumps(record, separators=(",", ":"))
+    return len(text) + text.count('"') + text.count("\\") + 1
+
+
+def batches(rows: Rows, size: int, max_bytes: int = MAX_BATCH_BYTES) -> list[Batch]:
+    """Consecutive batches of at most `size` rows and `max_bytes` of event (`event_bytes`); a row
+    larger than that alone goes alone (the API then refuses it, and the summary says so)."""
     if size < 1:
         raise ValueError(f"batch size must be at least 1, not {size}")
-    out = []
-    for index, first in enumerate(range(0, len(rows), size)):
-        stamp = rows.times.iloc[first]
-        out.append(Batch(index, first, rows.records[first:first + size],
-                         None if pd.isna(stamp) else pd.Timestamp(stamp)))
+    out: list[Batch] = []
+    first, used = 0, 0
+    for position, record in enumerate(rows.records):
+        cost = event_bytes(record)
+        if position > first and (position - first >= size or used + cost > max_bytes):
+            out.append(_batch(rows, len(out), first, position))
+            first, used = position, 0
+        used += cost
+    if first < len(rows):
+        out.append(_batch(rows, len(out), first, len(rows)))
     return out
+
+
+def _batch(rows: Rows, index: int, first: int, end: int) -> Batch:
+    stamp = rows.times.iloc[first]
+    return Batch(index, first, rows.records[first:end], None if pd.isna(stamp) else pd.Timestamp(stamp))
 
 
 # -------------------------------------------------------------------------------------------------

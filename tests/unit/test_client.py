@@ -264,3 +264,24 @@ def test_cli_runs_as_a_module(api: FakeApi, tmp_path: Path):
     assert "accepted" in done.stdout
     if "rejected 0 " not in done.stdout:
         assert out.exists()
+
+
+def test_batches_are_cut_by_bytes_so_no_request_exceeds_the_lambda_event_limit():
+    """Rows of 1.5 MB (quotes and non-ASCII inflate them once more inside the proxy event) among small
+    ones: batches stay under MAX_BATCH_BYTES of escaped body, keep the order and lose no row."""
+    small = {"InvoiceNo": "536365", "StockCode": "85123A", "Description": "CAFÉ CRÈME", "Quantity": "6",
+             "InvoiceDate": "12/1/2010 8:26", "UnitPrice": "2.55", "CustomerID": "17850",
+             "Country": "United Kingdom", "record_id": "x#1"}
+    big = small | {"Description": '"É"' * (100 * 1024)}  # 300 KB of text, about 1.5 MB in the event
+    records = [small, big, small, big, big, small, big] + [small] * 20
+    rows = client.rows_from_records(records)
+    cut = client.batches(rows, 500)
+    assert [r for b in cut for r in b.records] == rows.records and [b.first for b in cut][0] == 0
+    for batch in cut:
+        escaped = json.dumps(json.dumps(batch.records, separators=(",", ":")))  # the event's body field
+        assert len(escaped) <= client.MAX_BATCH_BYTES, (batch.index, len(escaped))
+        assert sum(client.event_bytes(r) for r in batch.records) >= len(escaped) - 3  # quotes and brackets
+    assert len(cut) == 2 and max(len(b.records) for b in cut) <= 500  # 4 rows of 1.5 MB: 3 fit in 5 MB
+    assert [len(b.records) for b in client.batches(client.rows_from_records([small] * 1200), 500)] == [500, 500, 200]
+    alone = client.batches(client.rows_from_records([small | {"Description": "x" * 100}]), 10, max_bytes=10)
+    assert len(alone) == 1 and len(alone[0].records) == 1  # a row over the limit goes alone
