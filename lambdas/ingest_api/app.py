@@ -21,7 +21,8 @@ rejected with the reason; the request as a whole only when it has no rows or is 
 - Quantity an integer with |Quantity| <= 10^7; UnitPrice finite, |UnitPrice| <= 10^7 (the file's
   adjustments are negative), at most 38
   significant digits and no smaller than 1e-130 when not 0 (DynamoDB's number range);
-- a body that is not UTF-8 JSON, or nested deeper than the parser takes, is answered 400.
+- a body that is not UTF-8 JSON, nested deeper than the parser takes, or with more than MAX_ROWS
+  (10,000) rows is answered 400.
 Errors on the non-proxy route are raised, with an errorMessage starting `[BadRequest]` (or
 `[InternalError]`), so the method's integration responses map them to 400 (500) by selectionPattern.
 
@@ -74,6 +75,7 @@ INVOICE_RE = re.compile(r"[CA]?\d{6}")
 INT_RE = re.compile(r"[+-]?\d{1,18}")
 CUSTOMER_RE = re.compile(r"\d+")
 MAX_TEXT_CHARS = 1000
+MAX_ROWS = 10_000  # the answer names each rejected row: 10,000 reasons stay well under Lambda's 6 MB reply
 MAX_RECORD_ID_CHARS = 128
 MAX_QUANTITY = 10**7
 MAX_UNIT_PRICE = Decimal(10**7)
@@ -188,6 +190,8 @@ def rows_of(document: Any) -> list[Any]:
         rows = []
     if not rows:
         raise BadRequest("no rows: post a JSON row object, a list of rows or a pandas DataFrame.to_json()")
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(f"{len(rows):,} rows in one request: post at most {MAX_ROWS:,} (the client sends 500)")
     return rows
 
 

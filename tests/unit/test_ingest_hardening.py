@@ -103,6 +103,8 @@ MALFORMED: list[tuple[str, bytes | str, int | None]] = [
     ("nested 100,000 deep in a field", raw_row("Description", deep(100_000)), 400),
     ("nested 200 deep in a field", raw_row("Description", deep(200)), None),
     ("list of lists", "[[1, 2], [3]]", None),
+    ("100,000 empty rows", "[" + ",".join(["{}"] * 100_000) + "]", 400),
+    ("10,000 rows of nothing but a bad Quantity", json.dumps([{"Quantity": "x" * 300}] * 10_000), None),
     ("not UTF-8 (latin-1 É)", row_text(Description="CAFÉ").encode("iso-8859-1"), 400),
     ("lone continuation byte", b'{"InvoiceNo": "536365\x80"}', 400),
     ("UTF-16 body", row_text().encode("utf-16"), 400),
@@ -206,7 +208,7 @@ def rows(draw: Any) -> dict[str, Any]:
     return row
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(row=rows())
 def test_both_routes_accept_and_refuse_the_same_rows(api: Api, row: dict[str, Any]):
