@@ -227,3 +227,13 @@ def test_both_routes_accept_and_refuse_the_same_rows(api: Api, row: dict[str, An
     assert api.records() == before + 2 * batch["accepted"]
     price = row.get("UnitPrice")
     assert not batch["accepted"] or not (isinstance(price, float) and not math.isfinite(price))
+
+
+@pytest.mark.parametrize("levels", [500, 950, 990, 1000, 1500, 5000])
+def test_nesting_around_the_parsers_limit_is_never_a_5xx(api: Api, levels: int):
+    before = api.records()
+    for body in (deep(levels), raw_row("Description", deep(levels))):
+        for route in ("batch", "row"):
+            status, answer = api.post(route, body)
+            assert 400 <= status < 500 or (status == 200 and answer["accepted"] == 0), (levels, route, status, answer)
+    assert api.records() == before
