@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ REAL_FILE_HINT = (
     "(git-ignored), then set RETAIL_DATA=data/full/data.csv. See data/README.md."
 )
 
+_NOT_LATIN1_TEXT = re.compile(rb"[\x00\x80-\x9f]")  # NUL and C1 controls: no text file holds them
 _INVOICE_RE = r"[CA]?\d{6}"
 _PRODUCT_CODE_RE = r"\d{5}[A-Za-z]*"
 _INT_RE = r"[+-]?\d{1,18}"  # at most 18 digits so it always fits int64
@@ -106,8 +108,8 @@ def detect_encoding(path: Path | str) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    bad = next((i for i, byte in enumerate(data) if byte == 0 or 0x80 <= byte <= 0x9F), None)
-    return ENCODING if bad is None else _not_text(path, data, bad)
+    bad = _NOT_LATIN1_TEXT.search(data)
+    return ENCODING if bad is None else _not_text(path, data, bad.start())
 
 
 def _not_text(path: Path | str, data: bytes, offset: int) -> str:
