@@ -114,7 +114,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         result = ingest(rows, os.environ["STREAM_NAME"])
     except BadRequest as error:
         if not proxy:
-            raise RequestError(f"[BadRequest] {error}") from None
+            raise RequestError(" ".join(f"[BadRequest] {error}".split())) from None
         return respond(400, {"message": str(error)}, proxy)
     except Exception:  # never let API Gateway answer 502 with no explanation
         logger.exception("ingest failed")
