@@ -237,3 +237,19 @@ def test_nesting_around_the_parsers_limit_is_never_a_5xx(api: Api, levels: int):
             status, answer = api.post(route, body)
             assert 400 <= status < 500 or (status == 200 and answer["accepted"] == 0), (levels, route, status, answer)
     assert api.records() == before
+
+
+def test_the_client_sizes_batches_so_the_api_never_answers_413(api: Api):
+    """1,000 rows of 900 non-ASCII characters: 6.3 MB in the Lambda event as one batch (413), so the
+    client cuts them by bytes and every row is accepted."""
+    from helpers import client
+
+    records = [{k: str(v) for k, v in GOOD.items()} | {"Description": "É" * 900, "record_id": f"big#{i}"}
+               for i in range(1000)]
+    assert sum(client.event_bytes(r) for r in records) > 6 * MB
+    before = api.records()
+    assert api.post("batch", json.dumps(records))[0] == 413  # as one request: over Lambda's limit
+    summary = client.send(api.urls["batch"], records, batch_size=1000, concurrency=2, progress=False)
+    assert (summary.accepted, summary.failed, summary.rejected, summary.errors) == (1000, 0, [], [])
+    assert summary.batches == 2
+    assert api.records() == before + 1000
