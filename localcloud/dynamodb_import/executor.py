@@ -234,10 +234,11 @@ class DynamoDBImportExecutor:
             record = TableImportRecord(f"{table.table_arn}/import/{uuid.uuid4().hex}", account, region, params,
                                        table.table_arn, str(uuid.uuid4()))
             imports[record.arn] = record
+        answer = {"ImportTableDescription": record.description()}  # IN_PROGRESS, as AWS answers, however quick
         thread = threading.Thread(target=self._run, args=(record,), daemon=True, name=f"import-{record.table_id[:8]}")
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
-        return {"ImportTableDescription": record.description()}
+        return answer
 
     def _create_table(self, creation: dict[str, Any], account: str, region: str) -> Any:
         """CreateTable with the import's TableCreationParameters (moto's CreateTable; its errors as AWS's)."""

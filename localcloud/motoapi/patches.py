@@ -73,6 +73,7 @@ def apply() -> None:
     if _applied:
         return
     check()
+    originals = {key: target.resolve()[1] for key, target in TARGETS.items()}
     from moto.kinesis.models import Shard
 
     original_put = Shard.put_record
@@ -101,6 +102,13 @@ def apply() -> None:
     from localcloud.motoapi import fast_json_protocol
 
     fast_json_protocol.apply()
+    for key, target in TARGETS.items():  # what is ours now was checked above, before it was replaced
+        holder, current = target.resolve()
+        if current is not originals[key]:
+            try:
+                current.__localcloud_patch__ = True
+            except (AttributeError, TypeError):
+                pass
     _applied = True
 
 

@@ -489,7 +489,12 @@ def test_lambda_action_needs_permission_then_receives_the_alarm_event(with_lambd
         archive.writestr("app.py", FORWARDER)
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]})
-    role = aws("iam").create_role(RoleName=unique("pager"), AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    role_name = unique("pager")
+    role = aws("iam").create_role(RoleName=role_name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws("iam").put_role_policy(RoleName=role_name, PolicyName="forward", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}]}))
     function = aws("lambda").create_function(
         FunctionName=unique("pager"), Runtime="python3.11", Role=role, Handler="app.handler",
         Code={"ZipFile": code.getvalue()}, Environment={"Variables": {"OUT_QUEUE": queue}})["FunctionArn"]

@@ -93,6 +93,9 @@ def test_a_transformation_lambda_calls_comprehend(endpoint: str):
     role = iam.create_role(RoleName="transform-role", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                 "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="transform-role", PolicyName="sentiment", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["comprehend:DetectSentiment", "comprehend:BatchDetectSentiment"],
+                                                "Resource": "*"}]}))  # the local cloud enforces IAM, as AWS does
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", TRANSFORM)
@@ -102,7 +105,7 @@ def test_a_transformation_lambda_calls_comprehend(endpoint: str):
     records = [{"recordId": str(i), "data": base64.b64encode(json.dumps({"comment": text}).encode()).decode()}
                for i, text in enumerate([POSITIVE, NEGATIVE])]
     answer = awslambda.invoke(FunctionName="sentiment-transform", Payload=json.dumps({"records": records}))
-    assert "FunctionError" not in answer
+    assert "FunctionError" not in answer, answer["Payload"].read()
     rows = [json.loads(base64.b64decode(r["data"])) for r in json.loads(answer["Payload"].read())["records"]]
     assert [row["sentiment"] for row in rows] == ["POSITIVE", "NEGATIVE"]
 

@@ -29,6 +29,8 @@ def test_another_moto_release_is_refused_with_a_clear_message(monkeypatch):
 def test_every_patch_target_exists_with_the_parameters_its_patch_was_written_for():
     for key, target in {**motoapi.TARGETS, **patches.TARGETS}.items():
         _, current = target.resolve()
+        if getattr(current, "__localcloud_patch__", False):
+            continue  # replaced in this process already (after the same check)
         assert motoapi.parameters_of(current)[: len(target.parameters)] == target.parameters, key
 
 

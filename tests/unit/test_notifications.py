@@ -131,9 +131,15 @@ def zipped(source: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def role(aws: Any) -> str:
+    """The forwarders' execution role: it may send to the test's queues (the local cloud enforces IAM)."""
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    return aws("iam").create_role(RoleName=unique("fn"), AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    name = unique("fn")
+    arn = aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    aws("iam").put_role_policy(RoleName=name, PolicyName="forward", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:us-east-1:123456789012:*"}]}))
+    return arn
 
 
 def make_queue(aws: Any) -> tuple[str, str]:
