@@ -6,9 +6,6 @@ This package knows nothing of the workbook: `helpers.cloud` connects the noteboo
 
 from __future__ import annotations
 
-import os
-from urllib.parse import urlsplit
-
 from localcloud.lifecycle import (
     DEFAULT_HOST,
     DEFAULT_PORT,

@@ -7,20 +7,66 @@ app. `ThreadedExecutor` is that lifecycle once; `respond` / `json_response` are 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
 import threading
 import uuid
 from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
-from localcloud.executors import CloudContext, WSGIApp
+from localcloud.executors import DEFAULT_REGION, CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud")
 
 JOIN_TIMEOUT_S = 5.0
 _SIGNING_NAME = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+
+
+def read_body(environ: dict[str, Any]) -> bytes:
+    """The request body, with an identical stream put back for whoever serves the request."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > 0:
+        chunks, remaining = [], length
+        while remaining > 0:
+            chunk = stream.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        body = b"".join(chunks)
+    elif environ.get("wsgi.input_terminated"):
+        body = stream.read()
+    else:
+        return b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("wsgi.input_terminated", None)
+    return body
+
+
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
+
+
+def caller(environ: dict[str, Any]) -> tuple[str, str]:
+    """(account, region) of a signed request, the way moto decides them."""
+    from localcloud.motoapi import get_account_id_from
+
+    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    region = match.group(2) if match else DEFAULT_REGION
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"], region
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"], region
+    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE"), region
 
 
 def signing_name(environ: dict[str, Any]) -> str | None:

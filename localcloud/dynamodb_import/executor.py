@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from werkzeug.wrappers import Request
 
 from localcloud.dynamodb_import import formats
+from localcloud.executor_base import caller, read_body
 from localcloud.executors import CloudContext, WSGIApp
 
 log = logging.getLogger("localcloud")
@@ -114,20 +115,6 @@ def _validate_creation(creation: dict[str, Any], billing: str) -> None:
         raise ApiError("ValidationException", "ProvisionedThroughput cannot be specified when BillingMode is PAY_PER_REQUEST")
 
 
-def _caller(environ: dict[str, Any]) -> tuple[str, str]:
-    """(account, region) of a signed request, as moto decides them."""
-    import os
-    import re
-
-    from localcloud.motoapi import get_account_id_from
-
-    match = re.search(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/", environ.get("HTTP_AUTHORIZATION", ""))
-    region = match.group(2) if match else "us-east-1"
-    if "MOTO_ACCOUNT_ID" in os.environ:
-        return os.environ["MOTO_ACCOUNT_ID"], region
-    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE"), region
-
-
 def _page_start(token: str | None) -> int:
     if not token:
         return 0
@@ -135,18 +122,6 @@ def _page_start(token: str | None) -> int:
         return int(token[:16], 16)
     except ValueError:
         raise ApiError("ValidationException", "Invalid NextToken") from None
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    """The request body (the dispatcher's Request is shallow: read the WSGI input by its length)."""
-    stream = environ.get("wsgi.input")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if stream is None:
-        return b""
-    return stream.read(length) if length > 0 else stream.read() if environ.get("wsgi.input_terminated") else b""
 
 
 def _respond(status: int, body: Any) -> WSGIApp:
@@ -182,8 +157,8 @@ class DynamoDBImportExecutor:
             return None
         action = target[len(TARGET_PREFIX):]
         try:
-            params = json.loads(_read_body(request.environ) or b"{}")
-            account, region = _caller(request.environ)
+            params = json.loads(read_body(request.environ) or b"{}")
+            account, region = caller(request.environ)
             handler = {"ImportTable": self.import_table, "DescribeImport": self.describe_import,
                        "ListImports": self.list_imports}[action]
             return _respond(200, handler(params, account, region))

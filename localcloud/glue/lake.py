@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, WSGIApp
+from localcloud.executor_base import caller, read_body
+from localcloud.executors import DEFAULT_ACCOUNT, WSGIApp
 
-_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 
 class LakeError(Exception):
@@ -125,26 +124,6 @@ class ApiError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def caller(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """(account, region) of a signed request, the way moto decides them."""
-    from localcloud.motoapi import get_account_id_from
-
-    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    region = match.group(2) if match else DEFAULT_REGION
-    if "MOTO_ACCOUNT_ID" in os.environ:
-        return os.environ["MOTO_ACCOUNT_ID"], region
-    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
-        return environ["HTTP_X_MOTO_ACCOUNT_ID"], region
-    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE"), region
-
-
-def read_body(environ: dict[str, Any]) -> dict[str, Any]:
-    stream = environ.get("wsgi.input")
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = stream.read(length) if stream is not None and length > 0 else b""
-    return json.loads(raw or b"{}")
-
-
 def respond(status: int, body: Mapping[str, Any]) -> WSGIApp:
     payload = json.dumps(body, default=str).encode()
     reasons = {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}
@@ -165,7 +144,7 @@ def answer(handler: Callable[[dict[str, Any], str, str], dict[str, Any]], log: A
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
             account_id, region = caller(environ)
-            answered = respond(200, handler(read_body(environ), account_id, region))
+            answered = respond(200, handler(json.loads(read_body(environ) or b"{}"), account_id, region))
         except ApiError as error:
             answered = respond(error.status, {"__type": error.code, "Message": error.message})
         except ValueError as error:

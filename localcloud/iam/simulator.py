@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import re
-from io import BytesIO
 from typing import Any, Mapping
 from urllib.parse import parse_qs
 
 from werkzeug.wrappers import Request
 
-from localcloud.executor_base import respond
+from localcloud.executor_base import read_body, respond
 from localcloud.executors import CloudContext, WSGIApp
 from localcloud.iam.api import SIMULATE_ACTIONS, error_xml, handle
 from localcloud.iam.documents import parse_policy, statement_spans
@@ -44,33 +43,6 @@ from localcloud.iam.model import (
 log = logging.getLogger("localcloud.iam_simulator")
 
 _IAM_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/iam/aws4_request")
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    """Read the request body and put an identical stream back, so moto still sees it when not claimed."""
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > 0:
-        chunks, remaining = [], length
-        while remaining > 0:
-            chunk = stream.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        body = b"".join(chunks)
-    elif environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        body = b""
-    environ["wsgi.input"] = BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    return body
 
 
 def _is_iam_query(environ: Mapping[str, Any]) -> bool:
@@ -110,7 +82,7 @@ class IamPolicySimulator:
         environ = request.environ
         if not _is_iam_query(environ):
             return None
-        params = _form(_read_body(environ), environ.get("QUERY_STRING", ""))
+        params = _form(read_body(environ), environ.get("QUERY_STRING", ""))
         action = params.get("Action")
         if action not in SIMULATE_ACTIONS:
             return None

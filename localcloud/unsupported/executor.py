@@ -18,7 +18,7 @@ import logging
 import threading
 import uuid
 from io import BytesIO
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 

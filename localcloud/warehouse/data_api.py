@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from localcloud.executor_base import json_response
-from localcloud.executors import DEFAULT_REGION, WSGIApp
+from localcloud.executors import WSGIApp
 from localcloud.warehouse import sql as wsql
 from localcloud.warehouse.targets import Target
 
 DEFAULT_MAX_RESULTS = 100
-_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/")
 
 
 class ApiError(Exception):
@@ -179,32 +178,6 @@ def _table_column(schema: str, table: str, spec: wsql.ColumnSpec) -> dict[str, A
 
 def _snake(action: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
-
-
-def _caller(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """(account, region) of a signed request, the way moto decides them."""
-    import os
-
-    from localcloud.motoapi import get_account_id_from
-
-    match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    region = match.group(2) if match else DEFAULT_REGION
-    if "MOTO_ACCOUNT_ID" in os.environ:
-        return os.environ["MOTO_ACCOUNT_ID"], region
-    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
-        return environ["HTTP_X_MOTO_ACCOUNT_ID"], region
-    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE"), region
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    stream = environ.get("wsgi.input")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if stream is None:
-        return b""
-    return stream.read(length) if length > 0 else stream.read() if environ.get("wsgi.input_terminated") else b""
 
 
 def _respond(status: int, body: Mapping[str, Any]) -> WSGIApp:

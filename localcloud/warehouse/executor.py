@@ -39,12 +39,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 from werkzeug.wrappers import Request
 
-from localcloud.executor_base import signing_name
+from localcloud.executor_base import caller, read_body, signing_name
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, CloudContext, WSGIApp
 from localcloud.warehouse import sql as wsql
 from localcloud.warehouse.clusters import ClusterFiles
 from localcloud.warehouse.data_api import (
-    ApiError, StatementRecord, SubStatement, _caller, _duration_ns, _finished_at, _like, _offset, _page, _read_body,
+    ApiError, StatementRecord, SubStatement, _duration_ns, _finished_at, _like, _offset, _page,
     _respond, _snake, _table_column, _token, _validation, field_value, result_column,
 )
 from localcloud.warehouse.targets import Database, MotoS3, Target, jdbc_target, parse_jdbc_url
@@ -251,8 +251,8 @@ class Warehouse:
 
     def _answer(self, action: str, environ: dict[str, Any]) -> WSGIApp:
         try:
-            params = json.loads(_read_body(environ) or b"{}")
-            account_id, region = _caller(environ)
+            params = json.loads(read_body(environ) or b"{}")
+            account_id, region = caller(environ)
             handler = getattr(self, f"_api_{_snake(action)}", None)
             if handler is None:
                 raise _validation(f"Operation {action} is not supported by the local warehouse.")

@@ -8,12 +8,12 @@ Requests replayed from the write-ahead journal were authorized when they were ac
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
+from localcloud.executor_base import read_body
 from localcloud.executors import WSGIApp
 from localcloud.iam.enforcement import authn, errors, json_asks, rest_asks, s3_asks, service_checks
 from localcloud.iam.enforcement.asks import Ask, Request, Unmapped, prefix
@@ -34,34 +34,6 @@ def is_open(environ: Mapping[str, Any]) -> bool:
     path = environ.get("PATH_INFO", "")
     return (path.startswith(OPEN_PREFIXES) or _USER_REQUEST.match(path) is not None
             or _EXECUTE_API_HOST.match(environ.get("HTTP_HOST", "")) is not None)
-
-
-def read_body(environ: dict[str, Any]) -> bytes:
-    """The request body, with an identical stream put back for whoever serves the request."""
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > 0:
-        chunks, remaining = [], length
-        while remaining > 0:
-            chunk = stream.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        body = b"".join(chunks)
-    elif environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        return b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ.pop("wsgi.input_terminated", None)
-    return body
 
 
 def _unsigned_protocol(environ: Mapping[str, Any], path: str) -> tuple[str, str]:
