@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Iterable, Iterator
 
 from helpers.paths import BUILD_DIR, NOTEBOOKS_DIR
@@ -83,8 +84,20 @@ class BuildOnly(Exception):
     """Raised by `stop_after_build()`: a notebook run with build_only=True ends here, on purpose."""
 
 
+def state_folder(target: str, prefix: str) -> Path:
+    """Records (and the headless runs that made them) of one cloud and prefix: each local cloud (by its
+    address) or AWS region has its own, so two clouds at once (a test session and `make run`) never
+    overwrite each other's records or runs."""
+    from helpers import config
+
+    settings = config.settings()
+    place = (urlsplit(settings.endpoint_url or "").netloc.replace(":", "-") or "default") if target == "local" \
+        else settings.region
+    return STATE_DIR / target / place / prefix
+
+
 def state_path(number: str, target: str, prefix: str) -> Path:
-    return STATE_DIR / target / prefix / f"{number}.json"
+    return state_folder(target, prefix) / f"{number}.json"
 
 
 Probe = tuple[str, str, dict[str, Any]]
@@ -172,7 +185,7 @@ def require(number: str, **parameters: Any) -> dict[str, Any]:
     mine = _still_there(number, parameters)
     if mine is None:
         notebook = notebooks([number])[0]
-        output = STATE_DIR / settings.target / settings.prefix / notebook.name
+        output = state_folder(settings.target, settings.prefix) / notebook.name
         _build(notebook, output, {"target": settings.target, "region": settings.region, "prefix": settings.prefix,
                                   "allow_aws_create": settings.allow_aws_create, "build_only": True, **parameters})
         mine = _still_there(number, parameters)
