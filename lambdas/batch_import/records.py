@@ -15,7 +15,7 @@ dataset's).
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +29,11 @@ DATE_FORMAT = "%m/%d/%Y %H:%M"
 INVOICE_RE = re.compile(r"[CA]?\d{6}")
 INT_RE = re.compile(r"[+-]?\d{1,18}")
 CUSTOMER_RE = re.compile(r"\d+")
+MAX_TEXT_CHARS = 1000
+MAX_QUANTITY = 10**7
+MAX_UNIT_PRICE = Decimal(10**7)
+MAX_SIGNIFICANT_DIGITS = 38  # DynamoDB's number precision
+MIN_MAGNITUDE = Decimal("1e-130")  # DynamoDB's smallest positive number
 
 
 class BadRow(ValueError):
@@ -36,7 +41,7 @@ class BadRow(ValueError):
 
 
 def canonical(row: Any) -> dict[str, Any]:
-    """The row in the stream's canonical shape, or BadRow saying what is wrong with it."""
+    """The row as it goes on the stream, or BadRow saying what is wrong with it."""
     if not isinstance(row, dict):
         raise BadRow(f"a row must be a JSON object, got {type(row).__name__}")
     missing = [name for name in REQUIRED if _blank(row.get(name))]
@@ -44,7 +49,7 @@ def canonical(row: Any) -> dict[str, Any]:
         raise BadRow(f"missing {', '.join(missing)}")
     invoice = _text(row["InvoiceNo"], "InvoiceNo")
     if not INVOICE_RE.fullmatch(invoice):
-        raise BadRow(f"InvoiceNo '{invoice}' is not 6 digits with an optional C or A prefix")
+        raise BadRow(f"InvoiceNo '{_short(invoice)}' is not 6 digits with an optional C or A prefix")
     return {
         "InvoiceNo": invoice,
         "StockCode": _text(row["StockCode"], "StockCode"),
@@ -63,11 +68,44 @@ def _blank(value: Any) -> bool:
 
 def _text(value: Any, name: str) -> str:
     if isinstance(value, (dict, list, bool)):
-        raise BadRow(f"{name} must be text, got {json.dumps(value, default=str)[:40]}")
-    return value if isinstance(value, str) else number_text(value)
+        raise BadRow(f"{name} must be text, got {'an object' if isinstance(value, dict) else type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRow(f"{name} must be text, got {value}")
+    text = value if isinstance(value, str) else number_text(value)
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRow(f"{name} is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
+    if "\ufffd" in text:
+        raise BadRow(f"{name} contains U+FFFD (a byte that was not UTF-8 was replaced)")
+    return text
 
 
 def _integer(value: Any) -> int:
+    number = _integral(value)
+    if abs(number) > MAX_QUANTITY:
+        raise BadRow(f"Quantity {_short(value)} is outside -{MAX_QUANTITY:,}..{MAX_QUANTITY:,}")
+    return number
+
+
+def _number(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise BadRow(f"UnitPrice '{value}' is not a number")
+    if isinstance(value, (dict, list)) or (isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number") from None
+    if not number.is_finite():
+        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
+    if abs(number) > MAX_UNIT_PRICE:  # negative prices are the file's bad-debt adjustments
+        raise BadRow(f"UnitPrice {_short(value)} is outside -{MAX_UNIT_PRICE:,}..{MAX_UNIT_PRICE:,}")
+    if number and (_significant_digits(number) > MAX_SIGNIFICANT_DIGITS or abs(number) < MIN_MAGNITUDE):
+        raise BadRow(f"UnitPrice {_short(value)} has more than {MAX_SIGNIFICANT_DIGITS} significant digits "
+                     "or is below 1e-130 (DynamoDB's number range)")
+    return number
+
+
+def _integral(value: Any) -> int:
     if isinstance(value, bool):
         raise BadRow(f"Quantity '{value}' is not an integer")
     if isinstance(value, int):
@@ -80,32 +118,32 @@ def _integer(value: Any) -> int:
             pass
     if isinstance(value, str) and INT_RE.fullmatch(value.strip()):
         return int(value)
-    raise BadRow(f"Quantity '{value}' is not an integer")
+    raise BadRow(f"Quantity '{_short(value)}' is not an integer")
 
 
-def _number(value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise BadRow(f"UnitPrice '{value}' is not a number")
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise BadRow(f"UnitPrice '{value}' is not a number") from None
-    if not number.is_finite():
-        raise BadRow(f"UnitPrice '{value}' is not a number")
-    return number
+def _short(value: Any) -> str:
+    """A value for a reason: long texts and huge integers cut, never the whole of a 1 MB field."""
+    text = value if isinstance(value, str) else str(value) if not isinstance(value, int) or abs(value) < 10**40 \
+        else f"{str(value)[:12]}...({len(str(abs(value)))} digits)"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
+
+
+def _significant_digits(number: Decimal) -> int:
+    """Digits without leading or trailing zeros (normalize() would round to the context's 28)."""
+    return len("".join(map(str, number.as_tuple().digits)).strip("0"))
 
 
 def _date(value: Any) -> str:
     """The dataset's text ("12/1/2010 8:26"), from that text, an ISO string or pandas' epoch milliseconds."""
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         try:
             moment = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
         except (ValueError, OverflowError, OSError):
-            raise BadRow(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
+            raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26") from None
         return _dataset_text(moment)
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         return _text_date(value.strip())
-    raise BadRow(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26")
+    raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26")
 
 
 @lru_cache(maxsize=65536)
@@ -133,8 +171,8 @@ def _customer(value: Any) -> str | None:
     text = _text(value, "CustomerID").strip()
     if text.endswith(".0"):  # pandas read the column as float: 17850.0
         text = text[:-2]
-    if not CUSTOMER_RE.fullmatch(text):
-        raise BadRow(f"CustomerID '{value}' is not digits")
+    if not CUSTOMER_RE.fullmatch(text) or len(text) > 20:
+        raise BadRow(f"CustomerID '{_short(value)}' is not digits (at most 20)")
     return text
 
 
