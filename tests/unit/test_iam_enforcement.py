@@ -258,7 +258,7 @@ def test_a_wrong_secret_is_signature_does_not_match(endpoint: str, world: dict[s
 
 
 def test_an_unknown_key_is_refused(endpoint: str, world: dict[str, str]):
-    made_up = ("AKIAMADEUPMADEUP1234", "made-up-secret")
+    made_up = ("MADEUPACCESSKEYID000", "made-up-secret")
     code, message = error_of(client(endpoint, "sts", *made_up).get_caller_identity)
     assert (code, message) == ("InvalidClientTokenId", "The security token included in the request is invalid.")
     assert error_of(client(endpoint, "ssm", *made_up).get_parameter, Name=world["parameter"],
@@ -333,7 +333,7 @@ def test_an_event_source_the_role_cannot_read_is_refused(endpoint: str, world: d
 
 def test_off_allows_all(tmp_path_factory: pytest.TempPathFactory):
     with lifecycle.running(tmp_path_factory.mktemp("open"), {"RETAIL_LOCALCLOUD_IAM": "off"}) as url:
-        made_up = client(url, "s3", "AKIAMADEUPMADEUP1234", "whatever")
+        made_up = client(url, "s3", "MADEUPACCESSKEYID000", "whatever")
         made_up.create_bucket(Bucket="anything-goes")
         assert [b["Name"] for b in made_up.list_buckets()["Buckets"]] == ["anything-goes"]
 
