@@ -284,7 +284,7 @@ def workbook_parameters(prefix: str) -> list[str]:
 def inventory(prefix: str) -> dict[str, list[str]]:
     """Everything of `prefix` that `everything` removes, by kind (the streaming platform, parameters, roles)."""
     return {**workbook_resources(prefix), **telemetry_resources(prefix), **lake_catalog_resources(prefix),
-            "ssm_parameters": workbook_parameters(prefix), "iam_roles": workbook_roles(prefix)}
+            **rule_resources(prefix), "ssm_parameters": workbook_parameters(prefix), "iam_roles": workbook_roles(prefix)}
 
 
 def _warehouse(prefix: str) -> dict[str, list[str]]:
@@ -458,3 +458,32 @@ def _lake_catalog(prefix: str) -> dict[str, list[str]]:
 
 
 EXTRA_TEARDOWNS.append(_lake_catalog)  # the catalog reads the lake: removed before its bucket
+
+
+def delete_rule(name: str) -> bool:
+    """Delete an EventBridge rule (its targets first: EventBridge refuses a rule that still has any)."""
+    events = config.client("events")
+    try:
+        targets = [target["Id"] for target in events.list_targets_by_rule(Rule=name).get("Targets", [])]
+        if targets:
+            events.remove_targets(Rule=name, Ids=targets)
+        events.delete_rule(Name=name)
+    except events.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+def rule_resources(prefix: str) -> dict[str, list[str]]:
+    """EventBridge rules named `<prefix>-...` on the default bus (notebook 07's schedule)."""
+    owned, events = _owned(prefix), config.client("events")
+    names = [rule["Name"] for page in events.get_paginator("list_rules").paginate(NamePrefix=f"{prefix}-")
+             for rule in page["Rules"] if owned(rule["Name"])]
+    return {"event_rules": names}
+
+
+def _rules(prefix: str) -> dict[str, list[str]]:
+    """Remove the schedules first: a rule must not fire a function that the teardown is removing."""
+    return {"event_rules": [name for name in rule_resources(prefix)["event_rules"] if delete_rule(name)]}
+
+
+EXTRA_TEARDOWNS.insert(0, _rules)

@@ -92,6 +92,11 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.delete_delivery_stream\(", r"\.delete_cluster\(", r"\.delete_workgroup\(", r"\.delete_namespace\(",
         r"\.delete_bucket\(", r"\.delete_role_policy\(", r"\.delete_role\(",
     ],
+    "07_batch_bulk_import": [
+        r"\.create_role\(", r"\.put_role_policy\(", r"\.create_bucket\(", r"\.create_table\(", r"\.create_function\(",
+        r"\.put_rule\(", r"ScheduleExpression=", r"\.put_targets\(", r"\.add_permission\(", r"\.import_table\(",
+        r"\.describe_import\(", r"\.remove_targets\(", r"\.delete_rule\(", r"\.delete_function\(",
+    ],
     "08_bi_dashboards": [
         r'workbook\.require\("06"', r"\.put_object\(", r"COPY raw_sales", r"\.execute_statement\(",
         r"\.get_statement_result\(", r'QUESTIONS\["customer_rfm"\] = """', r"\.delete_object\(",
