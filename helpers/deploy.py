@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from botocore.exceptions import ClientError
 
-from helpers import config
+from helpers import config, waiting
 from helpers.apis import (  # noqa: F401  (re-exported)
     Authorizer, RestApi, Route, ensure_api_key, ensure_rest_api, find_rest_api, invoke_url, lambda_uri,
 )
@@ -135,7 +135,6 @@ def ensure_layer(name: str, requirements: Path | Iterable[str]) -> str:
 # Settings of a mapping fixed at creation; the rest can be updated in place.
 _CREATE_ONLY = {"StartingPosition", "StartingPositionTimestamp", "Topics", "Queues", "SelfManagedEventSource",
                 "SelfManagedKafkaEventSourceConfig", "AmazonManagedKafkaEventSourceConfig", "Tags"}
-_TRANSITIONAL = {"Creating", "Enabling", "Disabling", "Updating"}
 
 
 def ensure_event_source_mapping(function: str, source_arn: str, **settings: Any) -> str:
@@ -155,10 +154,10 @@ def ensure_event_source_mapping(function: str, source_arn: str, **settings: Any)
                    if key not in _CREATE_ONLY and not _mapping_setting_matches(current, key, value)}
         if changed:
             config.require_create_allowed(f"event source mapping {uuid} settings")
-            _wait_mapping(uuid)
+            waiting.mapping_ready(uuid)
             awslambda.update_event_source_mapping(UUID=uuid, **changed)
             log.info("updated mapping %s: %s", uuid, sorted(changed))
-    _wait_mapping(uuid)
+    waiting.mapping_ready(uuid)
     return uuid
 
 
@@ -166,17 +165,6 @@ def _mapping_setting_matches(current: dict[str, Any], key: str, value: Any) -> b
     if key == "Enabled":
         return (current.get("State") in ("Enabled", "Enabling")) == bool(value)
     return current.get(key) == value
-
-
-def _wait_mapping(uuid: str, seconds: float = 120.0) -> dict[str, Any]:
-    """Until the mapping is no longer Creating/Updating... (AWS refuses updates in between)."""
-    awslambda = config.client("lambda")
-    deadline = time.monotonic() + seconds
-    while True:
-        mapping = awslambda.get_event_source_mapping(UUID=uuid)
-        if mapping.get("State") not in _TRANSITIONAL or time.monotonic() > deadline:
-            return mapping
-        time.sleep(1)
 
 
 # -------------------------------------------------------------------------------------------------
