@@ -28,8 +28,9 @@ Local differences (configurable through environment variables):
   arrival time; `state` carried between a window's invocations (an answer without `state` is a failed
   invocation, as on AWS); a final invoke without records when a later window's records arrive or the
   window's end has passed, retried until it succeeds; a state over 1 MB ends the window early
-  (`isWindowTerminatedEarly`). The window state lives in memory (a restart of the executor starts windows
-  afresh, AWS persists it).
+  (`isWindowTerminatedEarly`). A shard's open window is saved with its checkpoint after every invocation
+  (checkpoints.py): after a stop or a crash it goes on with the state of exactly the records before the
+  checkpoint, and the records after it come again (at least once), so its final invoke covers them all.
 - The State moto reports is Enabled / Disabled (no transitional Creating / Enabling / Disabling).
 
 This module is the executor (one poller per mapping); the package is split by job: mapping.py (config,

@@ -38,6 +38,14 @@ class TumblingWindow:
     def end(self) -> float:
         return self.start + self.size
 
+    def saved(self) -> dict[str, Any]:
+        """What a checkpoint keeps of an open window (checkpoints.py)."""
+        return {"start": self.start, "size": self.size, "state": self.state}
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> "TumblingWindow":
+        return cls(start=float(saved["start"]), size=int(saved["size"]), state=dict(saved.get("state") or {}))
+
     def fields(self, shard_id: str, source_arn: str, final: bool) -> dict[str, Any]:
         return {"window": {"start": _iso(self.start).replace(".000Z", "Z"), "end": _iso(self.end).replace(".000Z", "Z")},
                 "state": self.state, "shardId": shard_id, "eventSourceARN": source_arn,
@@ -62,11 +70,14 @@ class StreamDelivery:
     def __init__(self, config: MappingConfig, invoker: Invoker, shard_id: str,
                  on_failure: Callable[[dict[str, Any]], None], stopping: threading.Event | None = None,
                  sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time,
-                 window: TumblingWindow | None = None):
+                 window: TumblingWindow | None = None, progress: Callable[[int | None], None] | None = None):
         self.config, self.invoker, self.shard_id = config, invoker, shard_id
         self.on_failure, self.sleep, self.now = on_failure, sleep, now
         self.stopping = stopping or threading.Event()
         self.window = window
+        # Within a window: called once the window's state holds an invocation's answer, with the sequence
+        # number of the last record that state covers (None: none new), so the two are saved together.
+        self.progress = progress or (lambda _seq: None)
 
     def close_window(self) -> None:
         """The final invocation of a tumbling window (no records, isFinalInvokeForWindow true). AWS makes
@@ -97,7 +108,7 @@ class StreamDelivery:
             except LambdaInvokeError as error:
                 last = Outcome(ok=False, status_code=error.status, function_error=error.code)
             else:
-                last = self._windowed(result, interpret(result, batch, self.config.report_item_failures))
+                last = self._windowed(result, interpret(result, batch, self.config.report_item_failures), batch)
             invocations += 1
             if last.ok:
                 return
@@ -131,10 +142,11 @@ class StreamDelivery:
             event.update(self.window.fields(self.shard_id, self.config.source_arn, final or not batch))
         return event
 
-    def _windowed(self, result: Any, outcome: Outcome) -> Outcome:
+    def _windowed(self, result: Any, outcome: Outcome, batch: list[SourceRecord]) -> Outcome:
         """Within a window the answer must carry `state` (else the invocation failed); the state of a
-        successful or partly successful answer goes to the window's next invocation. A state beyond 1 MB
-        ends the window early: a final invoke with it now, then the same window with a fresh state."""
+        successful or partly successful answer goes to the window's next invocation, and is saved with
+        the position of the last record it covers (`progress`). A state beyond 1 MB ends the window
+        early: a final invoke with it now, then the same window with a fresh state."""
         if self.window is None or outcome.function_error:
             return outcome
         state = window_state(result.payload)
@@ -146,6 +158,7 @@ class StreamDelivery:
             self.window.terminated_early = True
             self.close_window()
             self.window.state, self.window.terminated_early = {}, False
+        self.progress(covered(batch, outcome))
         return outcome
 
     def failure_record(self, batch: list[SourceRecord], condition: str, invocations: int,
@@ -173,6 +186,17 @@ class StreamDelivery:
                 "streamArn": self.config.source_arn,
             },
         }
+
+
+def covered(batch: list[SourceRecord], outcome: Outcome) -> int | None:
+    """The sequence number of the last record an answer's state covers: the whole batch when it
+    succeeded, the records before the lowest failed one when it partly failed (None: not one)."""
+    if outcome.ok:
+        return batch[-1].seq
+    failed = set(outcome.failed_ids)
+    lowest = min((r.seq for r in batch if r.identifier in failed), default=batch[0].seq)
+    before = [r.seq for r in batch if r.seq < lowest]
+    return before[-1] if before else None
 
 
 def batches(records: list[SourceRecord], size: int, max_bytes: int = MAX_PAYLOAD_BYTES) -> list[list[SourceRecord]]:

@@ -1,4 +1,5 @@
-"""One stream mapping's poller: a worker thread per shard, checkpointed after each delivered batch."""
+"""One stream mapping's poller: a worker thread per shard, checkpointed after each delivered batch (and,
+within a tumbling window, after each invocation, with the window's state)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ class StreamPoller:
                         self.config.uuid, shard_id, position, last)
             position = last
             self.checkpoints.set(shard_id, position)
+        saved = self.checkpoints.window(shard_id)
+        if saved is not None:  # the window open at the last stop or crash goes on with its state
+            self.windows[shard_id] = TumblingWindow.restored(saved)
         pool = ThreadPoolExecutor(max_workers=max(self.config.parallelization, 1))
         try:
             while not self.stopping.is_set():
@@ -91,7 +95,11 @@ class StreamPoller:
         if self.stopping.is_set():
             return position  # interrupted: resume from the last checkpoint (at-least-once)
         position = records[-1].seq
-        self.checkpoints.set(shard_id, position)
+        window = self.windows.get(shard_id)
+        if window is not None:
+            self.checkpoints.set_window(shard_id, window.saved(), position)
+        else:
+            self.checkpoints.set(shard_id, position)
         return position
 
     def _deliver_windowed(self, shard_id: str, records: list[SourceRecord], config: MappingConfig) -> None:
@@ -107,12 +115,16 @@ class StreamPoller:
                 window = None
             if window is None:
                 window = self.windows[shard_id] = TumblingWindow(start, config.tumbling_window_s)
-            StreamDelivery(config, self.invoker, shard_id, self._on_failure, self.stopping, window=window).deliver(group)
+            StreamDelivery(config, self.invoker, shard_id, self._on_failure, self.stopping, window=window,
+                           progress=lambda seq, w=window: self.checkpoints.set_window(shard_id, w.saved(), seq)
+                           ).deliver(group)
 
     def _close_window(self, shard_id: str, config: MappingConfig) -> None:
         window = self.windows.pop(shard_id, None)
         if window is not None:
             StreamDelivery(config, self.invoker, shard_id, self._on_failure, self.stopping, window=window).close_window()
+            if not self.stopping.is_set():  # ended (a stop mid-way leaves it saved: its final invoke comes again)
+                self.checkpoints.set_window(shard_id, None)
 
     def _close_expired_window(self, shard_id: str, config: MappingConfig) -> None:
         window = self.windows.get(shard_id)

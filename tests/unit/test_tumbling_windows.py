@@ -288,3 +288,45 @@ class TestEarlyTermination:
                           window=window).close_window()
         assert [(e["Records"], e["isFinalInvokeForWindow"], e["state"]) for e in events] == [([], True, {"n": 1})] * 3
         assert events[0]["window"] == {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z"}
+
+
+class TestSavedWindows:
+    """A window's state is saved with the position it covers, so a restart resumes both together."""
+
+    @staticmethod
+    def _records(*seqs: int) -> list[es.SourceRecord]:
+        out = []
+        for seq in seqs:
+            event = {"kinesis": {"partitionKey": "k", "sequenceNumber": str(seq), "data": "MQ==",
+                                 "approximateArrivalTimestamp": 1.0}, "eventSource": "aws:kinesis"}
+            out.append(es.SourceRecord(seq=seq, partition_key="k", arrival=1.0, event=event, identifier=str(seq)))
+        return out
+
+    def test_each_accepted_state_is_reported_with_the_last_record_it_covers(self):
+        answers = iter([{"state": {"n": 1}, "batchItemFailures": [{"itemIdentifier": "12"}]},  # 11 done, 12 failed
+                        {"state": {"n": 9}, "batchItemFailures": [{"itemIdentifier": "12"}]},  # nothing new done
+                        {"state": {"n": 3}}, {"state": {"n": 4}}])
+        saved: list[tuple[int | None, dict[str, Any]]] = []
+        window = es.TumblingWindow(start=0.0, size=60)
+
+        class Invoker:
+            def invoke(self, function: str, payload: bytes, **kwargs: Any) -> InvokeResult:
+                return InvokeResult(200, json.dumps(next(answers)).encode())
+
+        cfg = es.MappingConfig(uuid="u", function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+                               source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/s", batch_size=3,
+                               tumbling_window_s=60, report_item_failures=True)
+        es.StreamDelivery(cfg, Invoker(), "shardId-000000000000", lambda r: None, sleep=lambda s: None, window=window,
+                          progress=lambda seq: saved.append((seq, dict(window.state)))).deliver(self._records(11, 12, 13, 14))
+        assert saved == [(11, {"n": 1}), (None, {"n": 9}), (13, {"n": 3}), (14, {"n": 4})]
+
+    def test_the_window_and_its_position_are_written_together_and_read_back(self, tmp_path: Path):
+        path = tmp_path / "mapping.json"
+        store = es.CheckpointStore(path)
+        store.set_window("shard-0", es.TumblingWindow(start=120.0, size=60, state={"total": 3}).saved(), 7)
+        store.set("shard-1", 4)
+        again = es.CheckpointStore(path)
+        assert again.get("shard-0") == 7 and again.get("shard-1") == 4
+        assert es.TumblingWindow.restored(again.window("shard-0")) == es.TumblingWindow(120.0, 60, {"total": 3})
+        again.set_window("shard-0", None)  # the final invoke succeeded: nothing to resume
+        assert es.CheckpointStore(path).window("shard-0") is None and es.CheckpointStore(path).get("shard-0") == 7

@@ -1,0 +1,160 @@
+"""Executors' state survives a kill -9 as requests do: a Kinesis mapping's tumbling window (its state and
+the checkpoint it covers), Firehose records accepted and not yet delivered, an alarm's state, history and
+notification. Each test kills the server with SIGKILL mid-way, runs `up` on the same port, and checks that
+nothing acknowledged is lost and nothing is delivered twice beyond the at-least-once AWS documents."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import threading
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from localcloud import lifecycle
+
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="kills the server with SIGKILL")
+
+
+def _client(endpoint: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=NO_RETRIES)
+
+
+def _kill_and_up(port: int) -> None:
+    """SIGKILL the server (nothing of it runs its cleanup), then `up` on the same port."""
+    health = lifecycle.health(port)
+    assert health is not None
+    os.kill(health.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while lifecycle.health(port) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lifecycle.up(port).endswith(f":{port}")
+
+
+def _snapshot_after(state_dir: Path, moment: float, timeout: float = 20.0) -> None:
+    """Wait until a periodic snapshot taken after `moment` is on disk (it cuts the journal there)."""
+    snapshot = state_dir / "moto-state.pickle"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if snapshot.exists() and snapshot.stat().st_mtime > moment:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no snapshot was taken")
+
+
+def _role(endpoint: str, name: str, actions: list[str]) -> str:
+    iam = _client(endpoint, "iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="work", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    return arn
+
+
+def _zip(source: str) -> bytes:
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("app.py", source)
+    return bundle.getvalue()
+
+
+def _messages(sqs: Any, url: str, seen: dict[str, str]) -> list[str]:
+    """Every message body of a queue so far, by message id (received, never deleted: a delete is a write,
+    and the tests wait for quiet moments; a message received before a crash is visible again after it)."""
+    while True:
+        found = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages", [])
+        if not found:
+            return list(seen.values())
+        seen.update({message["MessageId"]: message["Body"] for message in found})
+
+
+# --------------------------------------------------------------------------------------------------
+# Tumbling windows
+
+WINDOWED = '''
+import base64, json, os, time
+import boto3
+
+s3, sqs = boto3.client("s3"), boto3.client("sqs")
+
+
+def handler(event, context):
+    sqs.send_message(QueueUrl=os.environ["OBSERVE_URL"], MessageBody=json.dumps(event))
+    state = dict(event["state"])
+    for record in event["Records"]:
+        value = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        if value.get("slow") and not s3.list_objects_v2(Bucket=os.environ["BUCKET"]).get("KeyCount"):
+            s3.put_object(Bucket=os.environ["BUCKET"], Key="slept", Body=b"")
+            time.sleep(120)  # the first time only: the server is killed meanwhile
+        state["total"] = state.get("total", 0) + value["v"]
+        state["count"] = state.get("count", 0) + 1
+    return {"state": state}
+'''
+WINDOW_S = 6
+
+
+def test_a_tumbling_window_keeps_its_state_across_a_kill_9(tmp_path: Path) -> None:
+    """Batches [1, 2] and [3, 4] are delivered and checkpointed; the server dies during [5, 6]. After `up`
+    the window goes on with the saved state, [5, 6] comes again (its invocation was not checkpointed)
+    and the final invoke covers the six records once each."""
+    env = {"RETAIL_LOCALCLOUD_EXECUTORS": "persistence,awslambda,event_sources", "RETAIL_LOCALCLOUD_SNAPSHOT_S": "1",
+           "RETAIL_LOCALCLOUD_JOURNAL": "fsync"}
+    with lifecycle.running(tmp_path, env) as endpoint:
+        port = int(endpoint.rsplit(":", 1)[1])
+        kinesis, sqs, s3, awslambda = (_client(endpoint, s) for s in ("kinesis", "sqs", "s3", "lambda"))
+        s3.create_bucket(Bucket="window-marks")
+        observed = sqs.create_queue(QueueName="window-observed")["QueueUrl"]
+        role = _role(endpoint, "window-role", ["kinesis:*", "sqs:*", "s3:*", "logs:*"])
+        awslambda.create_function(FunctionName="windowed", Runtime="python3.11", Role=role, Handler="app.handler",
+                                  Code={"ZipFile": _zip(WINDOWED)}, Timeout=300, Environment={"Variables": {
+                                      "OBSERVE_URL": observed, "BUCKET": "window-marks"}})
+        kinesis.create_stream(StreamName="windows", ShardCount=1)
+        arn = kinesis.describe_stream(StreamName="windows")["StreamDescription"]["StreamARN"]
+        awslambda.create_event_source_mapping(FunctionName="windowed", EventSourceArn=arn, BatchSize=2,
+                                              StartingPosition="TRIM_HORIZON", TumblingWindowInSeconds=WINDOW_S)
+        while time.time() % WINDOW_S > WINDOW_S / 2:  # the six records arrive in one window
+            time.sleep(0.05)
+        values = [{"v": 1}, {"v": 2}, {"v": 3}, {"v": 4}, {"v": 5, "slow": True}, {"v": 6}]
+        kinesis.put_records(StreamName="windows", Records=[
+            {"Data": json.dumps(value).encode(), "PartitionKey": "p"} for value in values])
+        put_at = time.time()
+        seen: dict[str, str] = {}
+
+        def invocations() -> list[dict[str, Any]]:
+            return [json.loads(body) for body in _messages(sqs, observed, seen)]
+
+        def batch(event: dict[str, Any]) -> list[int]:
+            return [json.loads(base64.b64decode(r["kinesis"]["data"]))["v"] for r in event["Records"]]
+
+        deadline = time.monotonic() + 30
+        while [5, 6] not in [batch(e) for e in invocations()]:
+            assert time.monotonic() < deadline, invocations()
+            time.sleep(0.1)
+        state_dir = Path(lifecycle.health(port).state_dir)
+        _snapshot_after(state_dir, put_at)  # the records' arrival times are in it (replay would renew them)
+        _kill_and_up(port)
+
+        deadline = time.monotonic() + 40
+        while not [e for e in invocations() if e["isFinalInvokeForWindow"]]:
+            assert time.monotonic() < deadline, invocations()
+            time.sleep(0.2)
+        events = invocations()
+        [final] = [e for e in events if e["isFinalInvokeForWindow"]]
+        assert final["state"] == {"total": 21, "count": 6}, final  # every record of the window, once
+        batches = Counter(tuple(batch(e)) for e in events if e["Records"])
+        assert batches[(1, 2)] == 1 and batches[(3, 4)] == 1, batches  # checkpointed: never again
+        assert batches[(5, 6)] == 2, batches  # not checkpointed when the server died: delivered again
+        assert {e["window"]["start"] for e in events} == {final["window"]["start"]}
