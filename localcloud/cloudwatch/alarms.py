@@ -232,9 +232,17 @@ def send_state_change_event(backend: Any, alarm: Any, previous: dict[str, Any], 
         log.exception("alarm %s: state change event not delivered", alarm.name)
 
 
-def evaluate_backend(backend: Any, now: datetime) -> list[dict[str, Any]]:
+Apply = Callable[[Any, Any, ev.Verdict, datetime], "dict[str, Any] | None"]
+
+
+def evaluate_backend(backend: Any, now: datetime, apply: Apply | None = None) -> list[dict[str, Any]]:
     """One round over an account and region: metric alarms first, then composite alarms (until none
-    moves, so a composite of composites settles in the same round). Returns the transitions."""
+    moves, so a composite of composites settles in the same round). Returns the transitions.
+
+    `apply(backend, alarm, verdict, now)` makes a state change and returns the transition (None when the
+    alarm moved or went meanwhile); by default `transition`, in place. The executor passes one that
+    journals the change (persistence/effects.py), so a restart neither forgets nor repeats it."""
+    apply = apply or transition
     moved: list[dict[str, Any]] = []
     alarms = list(backend.alarms.values())
     watched = {metric_of(a)[0] for a in alarms if not is_composite(a)}
@@ -243,12 +251,13 @@ def evaluate_backend(backend: Any, now: datetime) -> list[dict[str, Any]]:
     metrics = index_metrics(data) if watched else {}
     for alarm in alarms:
         if not is_composite(alarm):
-            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_metric_alarm(a, metrics, now)), now, moved)
+            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_metric_alarm(a, metrics, now)), now, moved,
+                   apply)
     composites = [a for a in alarms if is_composite(a)]
     for _ in range(len(composites) + 1):
         before = len(moved)
         for alarm in composites:
-            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_composite(backend, a)), now, moved)
+            _apply(backend, alarm, _safely(alarm, lambda a=alarm: evaluate_composite(backend, a)), now, moved, apply)
         if len(moved) == before:
             break
     return moved
@@ -262,12 +271,21 @@ def _safely(alarm: Any, run: Any) -> ev.Verdict | None:
         return None
 
 
-def _apply(backend: Any, alarm: Any, verdict: ev.Verdict | None, now: datetime, moved: list[dict[str, Any]]) -> None:
+def _apply(backend: Any, alarm: Any, verdict: ev.Verdict | None, now: datetime, moved: list[dict[str, Any]],
+           apply: Apply) -> None:
     if verdict is None or verdict.state is None or verdict.state == alarm.state_value:
         return
     if backend.alarms.get(alarm.name) is not alarm:
         return  # deleted or replaced while we were evaluating
+    move = apply(backend, alarm, verdict, now)
+    if move is not None:
+        moved.append(move)
+
+
+def transition(backend: Any, alarm: Any, verdict: ev.Verdict, now: datetime) -> dict[str, Any]:
+    """Move `alarm` to the verdict's state (with its actions) in place; the transition as the admin route
+    answers it."""
     old = alarm.state_value
     actions = change_state(backend, alarm, verdict.state, verdict.reason, ev.reason_data_json(verdict.reason_data), now)
-    moved.append({"AlarmName": alarm.name, "AlarmArn": alarm.alarm_arn, "OldStateValue": old,
-                  "NewStateValue": verdict.state, "StateReason": verdict.reason, "Actions": actions})
+    return {"AlarmName": alarm.name, "AlarmArn": alarm.alarm_arn, "OldStateValue": old,
+            "NewStateValue": verdict.state, "StateReason": verdict.reason, "Actions": actions}

@@ -20,6 +20,11 @@ alarm history or metric widget images, and does nothing with EMF log lines. This
 
 Windows slide with the clock: the newest period ends at the evaluation (AWS aligns periods and waits for
 them to complete), so a breaching datapoint is seen at the next tick rather than a period later.
+
+A state change an evaluation decides is journaled like a request (persistence/effects.py): the state, its
+history and the actions it ran survive a crash, so a restart neither forgets that an alarm is in ALARM
+nor moves it (and notifies) again. After a crash the journal replays the change with its actions: a
+notification lost with the process (an SQS message of an SNS subscriber) comes back, at least once.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import os
 import threading
 import urllib.request
+from datetime import datetime
 from typing import Any, Callable
 
 from werkzeug.wrappers import Request
@@ -38,6 +44,8 @@ from localcloud.cloudwatch import alarms as al
 from localcloud.cloudwatch import api, emf
 from localcloud.cloudwatch import evaluation as ev
 from localcloud.executors import CloudContext, WSGIApp
+from localcloud.persistence import REPLAY_DONE
+from localcloud.persistence.effects import EffectFailed, Effects
 
 log = logging.getLogger("localcloud.cloudwatch")
 
@@ -101,7 +109,10 @@ class CloudWatchExecutor:
 
     def __init__(self) -> None:
         self.tick_s = float(os.environ.get("RETAIL_CLOUDWATCH_TICK_S", DEFAULT_TICK_S))
-        self._lock = threading.RLock()  # one evaluation at a time; state changes from requests wait for it
+        self._lock = threading.RLock()  # a state change at a time (requests' hooks and journaled transitions)
+        self._evaluating = threading.Lock()  # one evaluation at a time (never held by a request's hook)
+        self.effects = Effects("cloudwatch", self._apply_effect)
+        self.cloud: CloudContext | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,6 +124,7 @@ class CloudWatchExecutor:
     def start(self, cloud: CloudContext) -> None:
         if self._thread is not None:
             return
+        self.cloud = cloud
         self._patch_moto()
         al.lambda_invoker = cloud.invoker if "lambda-runtime" in cloud.executors else None
         self._stop.clear()
@@ -143,9 +155,39 @@ class CloudWatchExecutor:
 
     def evaluate(self) -> list[dict[str, Any]]:
         """Evaluate every alarm of every account and region now; the transitions it caused."""
-        with self._lock:
+        REPLAY_DONE.wait()  # the state the journal brings back decides, not the snapshot's
+        with self._evaluating:
             now = al.now_utc()
-            return [move for _, _, backend in al.backends() for move in al.evaluate_backend(backend, now)]
+            return [move for _, _, backend in al.backends()
+                    for move in al.evaluate_backend(backend, now, self._journaled_transition)]
+
+    def _journaled_transition(self, backend: Any, alarm: Any, verdict: ev.Verdict, now: datetime) -> dict[str, Any] | None:
+        """A state change through the journal (applied by `_apply_effect`); None if it did not happen."""
+        content = {"kind": "transition", "account": backend.account_id, "region": backend.region_name,
+                   "alarm": alarm.name, "from": alarm.state_value, "to": verdict.state, "reason": verdict.reason,
+                   "reason_data": verdict.reason_data, "when": now.isoformat()}
+        if self.cloud is None:
+            return al.transition(backend, alarm, verdict, now)
+        try:
+            return self.effects.perform(self.cloud, content).get("transition")
+        except EffectFailed as error:
+            log.error("alarm %s: state change to %s not made: %s", alarm.name, verdict.state, error)
+            return None
+
+    def _apply_effect(self, content: dict[str, Any], _blobs: list[bytes]) -> dict[str, Any]:
+        """A journaled transition, when performed and on replay: applied if the alarm is still in the state
+        it was decided from (a request may have changed it first)."""
+        from localcloud.motoapi import cloudwatch_backends
+
+        if content.get("kind") != "transition":
+            raise ValueError(f"unknown cloudwatch effect {content.get('kind')!r}")
+        with self._lock:
+            backend = cloudwatch_backends[content["account"]][content["region"]]
+            alarm = backend.alarms.get(content["alarm"])
+            if alarm is None or alarm.state_value != content["from"]:
+                return {"transition": None}
+            verdict = ev.Verdict(content["to"], content["reason"], content["reason_data"])
+            return {"transition": al.transition(backend, alarm, verdict, datetime.fromisoformat(content["when"]))}
 
     # -- moto hooks
 
@@ -214,6 +256,9 @@ class CloudWatchExecutor:
     def route(self, request: Request) -> WSGIApp | None:
         # AWS extracts EMF from PutLogEvents only with this header (Lambda's own logs need none)
         self._emf_header.on = request.headers.get("x-amzn-logs-format", "").lower() == "json/emf"
+        claimed = self.effects.claim(request)
+        if claimed is not None:
+            return claimed
         if request.path == EVALUATE_ROUTE and request.method == "POST":
             return _json_app(200, {"Transitions": self.evaluate()})
         return api.claim(request, self)

@@ -404,6 +404,27 @@ def test_state_and_history_survive_a_restart(tmp_path: Any):
         assert summaries == ["Alarm updated from INSUFFICIENT_DATA to ALARM", 'Alarm "kept" created']
 
 
+def test_a_state_change_posted_from_outside_is_refused(aws: Any, endpoint: str):
+    """The route state changes are journaled through answers the local cloud itself, never a client."""
+    import urllib.error
+    import urllib.request
+
+    from localcloud.persistence.effects import pack
+
+    name = unique("guarded")
+    aws("cloudwatch").put_metric_alarm(AlarmName=name, Namespace="Guarded", MetricName="M", Statistic="Sum",
+                                       Period=60, EvaluationPeriods=1, Threshold=1,
+                                       ComparisonOperator="GreaterThanThreshold")
+    forged = pack({"kind": "transition", "account": "123456789012", "region": "us-east-1", "alarm": name,
+                   "from": "INSUFFICIENT_DATA", "to": "ALARM", "reason": "forged", "reason_data": {},
+                   "when": "2026-01-01T00:00:00"})
+    request = urllib.request.Request(f"{endpoint}/_localcloud/effects/cloudwatch", data=forged, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert state(aws, name)["StateValue"] == "INSUFFICIENT_DATA"
+
+
 def test_state_changes_reach_eventbridge_rules(aws: Any, endpoint: str):
     events, sqs = aws("events"), aws("sqs")
     url = sqs.create_queue(QueueName=unique("alarm-events"))["QueueUrl"]

@@ -158,3 +158,42 @@ def test_a_tumbling_window_keeps_its_state_across_a_kill_9(tmp_path: Path) -> No
         assert batches[(1, 2)] == 1 and batches[(3, 4)] == 1, batches  # checkpointed: never again
         assert batches[(5, 6)] == 2, batches  # not checkpointed when the server died: delivered again
         assert {e["window"]["start"] for e in events} == {final["window"]["start"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# CloudWatch alarms
+
+
+def test_an_alarm_in_alarm_stays_there_across_a_kill_9_without_notifying_again(tmp_path: Path) -> None:
+    """No snapshot at all (the journal alone brings the state back): the transition to ALARM, its history
+    and its SNS message to SQS survive, and the next evaluation finds nothing to change."""
+    from localcloud.cloudwatch.executor import evaluate_now
+
+    env = {"RETAIL_LOCALCLOUD_EXECUTORS": "persistence,cloudwatch", "RETAIL_LOCALCLOUD_SNAPSHOT_S": "0",
+           "RETAIL_LOCALCLOUD_JOURNAL": "fsync", "RETAIL_CLOUDWATCH_TICK_S": "3600"}
+    with lifecycle.running(tmp_path, env) as endpoint:
+        port = int(endpoint.rsplit(":", 1)[1])
+        cw, sns, sqs = (_client(endpoint, s) for s in ("cloudwatch", "sns", "sqs"))
+        topic = sns.create_topic(Name="alarms")["TopicArn"]
+        queue = sqs.create_queue(QueueName="alarm-notifications")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        cw.put_metric_alarm(AlarmName="errors", Namespace="Crash", MetricName="Errors", Statistic="Maximum",
+                            Period=60, EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold",
+                            AlarmActions=[topic])
+        cw.put_metric_data(Namespace="Crash", MetricData=[{"MetricName": "Errors", "Value": 9,
+                                                            "Timestamp": time.time()}])
+        [moved] = evaluate_now(endpoint)
+        assert (moved["OldStateValue"], moved["NewStateValue"]) == ("INSUFFICIENT_DATA", "ALARM")
+        before = cw.describe_alarms(AlarmNames=["errors"])["MetricAlarms"][0]
+
+        _kill_and_up(port)
+
+        after = cw.describe_alarms(AlarmNames=["errors"])["MetricAlarms"][0]
+        assert after["StateValue"] == "ALARM" and after["StateReason"] == before["StateReason"]
+        assert after["StateUpdatedTimestamp"] == before["StateUpdatedTimestamp"]
+        assert evaluate_now(endpoint) == []  # still breaching: no change, no message
+        updates = cw.describe_alarm_history(AlarmName="errors", HistoryItemType="StateUpdate")["AlarmHistoryItems"]
+        assert [item["HistorySummary"] for item in updates] == ["Alarm updated from INSUFFICIENT_DATA to ALARM"]
+        notifications = [json.loads(body) for body in _messages(sqs, queue, {})]
+        assert [(n["OldStateValue"], n["NewStateValue"]) for n in notifications] == [("INSUFFICIENT_DATA", "ALARM")]
