@@ -28,15 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import retail_records as contract
 
 from helpers.paths import DATA_DIR, PROJECT_ROOT
 
-COLUMNS: tuple[str, ...] = (
-    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country",
-)
+# The record contract (lambdas/layers/records, the Lambda functions' layer): columns, formats, patterns,
+# limits and the words of every reason are the same here as in the ingest API and the consumers.
+COLUMNS: tuple[str, ...] = contract.COLUMNS
+DATE_FORMAT = contract.DATE_FORMAT
+MAX_FIELD_CHARS = contract.MAX_TEXT_CHARS
 ENCODING = "ISO-8859-1"
-MAX_FIELD_CHARS = 1000
-DATE_FORMAT = "%m/%d/%Y %H:%M"
 FULL_FILE_SHA256 = "d07aec9960083af2339975a3f9d3b26313b342dcd9f86cce0b919b1cde639a44"
 REAL_FILE_HINT = (
     "The full file is Kaggle dataset carrie1/ecommerce-data: "
@@ -45,10 +46,10 @@ REAL_FILE_HINT = (
 )
 
 _NOT_LATIN1_TEXT = re.compile(rb"[\x00\x80-\x9f]")  # NUL and C1 controls: no text file holds them
-_INVOICE_RE = r"[CA]?\d{6}"
-_PRODUCT_CODE_RE = r"\d{5}[A-Za-z]*"
-_INT_RE = r"[+-]?\d{1,18}"  # at most 18 digits so it always fits int64
-_NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_INVOICE_RE = contract.INVOICE_PATTERN
+_PRODUCT_CODE_RE = contract.PRODUCT_CODE_PATTERN
+_INT_RE = contract.INTEGER_PATTERN
+_NUMBER_RE = contract.NUMBER_PATTERN
 
 TimeLike = str | date | datetime | pd.Timestamp | np.datetime64
 
@@ -146,10 +147,7 @@ def _record_ids(raw: pd.DataFrame) -> pd.Series:
     """sha1 of the 8 raw fields (UTF-8, joined by \\x1f), 16 hex chars, + "#" + the 1-based count of that
     exact row so far in file order: stable across whole-file, first-N and date-range reads."""
     fields = zip(*(raw[column].tolist() for column in COLUMNS))
-    digests = pd.Series(
-        [hashlib.sha1("\x1f".join(row).encode("utf-8")).hexdigest()[:16] for row in fields],
-        index=raw.index, dtype=str,
-    )
+    digests = pd.Series([contract.row_digest(row) for row in fields], index=raw.index, dtype=str)
     occurrence = digests.groupby(digests, sort=False).cumcount() + 1
     return digests + "#" + occurrence.astype(str)
 
@@ -199,9 +197,9 @@ def parse(raw: pd.DataFrame) -> pd.DataFrame:
     if failed.any():
         bad = raw[failed]
         out["parse_error"] = _join([
-            _problem(~quantity_ok[failed], bad["Quantity"], "is not an integer"),
-            _problem(~price_ok[failed], bad["UnitPrice"], "is not a number"),
-            _problem(dates[failed].isna(), bad["InvoiceDate"], f"is not a date like 12/1/2010 8:26 ({DATE_FORMAT})"),
+            _problem(~quantity_ok[failed], bad["Quantity"], contract.NOT_INTEGER),
+            _problem(~price_ok[failed], bad["UnitPrice"], contract.NOT_NUMBER),
+            _problem(dates[failed].isna(), bad["InvoiceDate"], f"{contract.NOT_DATE} ({DATE_FORMAT})"),
         ]).reindex(raw.index)
     else:
         out["parse_error"] = pd.Series(pd.NA, index=raw.index, dtype="string")
@@ -214,10 +212,10 @@ def _bad_value_reasons(df: pd.DataFrame, checks: dict[str, pd.Series]) -> pd.Ser
     rows = df[bad]
     return _join([
         rows["parse_error"],
-        _problem(checks["invoice"][bad], rows["InvoiceNo"], "is not 6 digits with an optional C or A prefix"),
+        _problem(checks["invoice"][bad], rows["InvoiceNo"], contract.NOT_INVOICE),
         _message(checks["stock"][bad], "StockCode is empty"),
         _problem(checks["zero_quantity"][bad], rows["Quantity"], "is zero"),
-        _problem(checks["customer"][bad], rows["CustomerID"], "is not digits"),
+        _problem(checks["customer"][bad], rows["CustomerID"], contract.NOT_CUSTOMER),
         _message(checks["country"][bad], "Country is empty"),
         _problem(checks["negative_price"][bad], rows["UnitPrice"], "is negative outside an A adjustment invoice"),
         _problem(checks["positive_cancel"][bad], rows["Quantity"], "is positive on a C cancellation"),
@@ -255,7 +253,8 @@ def classify(df: pd.DataFrame) -> pd.DataFrame:
         "invoice": ~invoice.str.fullmatch(_INVOICE_RE),
         "stock": code.eq(""),
         "zero_quantity": quantity.eq(0).fillna(False).astype(bool),
-        "customer": (~out["CustomerID"].str.fullmatch(r"\d+")).fillna(False).astype(bool),
+        "customer": (~out["CustomerID"].str.fullmatch(contract.CUSTOMER_PATTERN)
+                     | out["CustomerID"].str.len().gt(contract.MAX_CUSTOMER_DIGITS)).fillna(False).astype(bool),
         "country": out["Country"].eq(""),
         "negative_price": (price < 0) & ~adjustment_invoice,
         "positive_cancel": quantity.gt(0).fillna(False).astype(bool) & cancellation,

@@ -23,7 +23,8 @@ from helpers.apis import (  # noqa: F401  (re-exported)
 )
 from helpers.packaging import (  # noqa: F401  (re-exported)
     HANDLER, LAMBDA_PLATFORM, PACKAGE_CACHE, RUNTIME, PackagingError, code_sha256, deterministic_zip,
-    function_folder, package, package_layer, read_requirements, resolve, source_files,
+    function_folder, imported_layers, package, package_layer, package_layer_folder, read_requirements, resolve,
+    source_files,
 )
 from helpers.resources import names
 
@@ -76,10 +77,12 @@ def deploy_function(folder: str | Path, *, role_arn: str, environment: dict[str,
                     timeout: int = 30, memory: int = 256, layers: Sequence[str] = (),
                     name: str | None = None) -> str:
     """Create or update the function of `lambdas/<folder>/` and return its ARN. Code is uploaded only
-    when its CodeSha256 differs, configuration only when a setting differs; waits until it is ready."""
+    when its CodeSha256 differs, configuration only when a setting differs; waits until it is ready. The
+    layers of `lambdas/layers/` its code imports (the record contract) are published and attached too."""
     path = function_folder(folder)
     name = name or names().function(path.name)
     data = package(path)
+    layers = [*layers, *(ensure_folder_layer(layer) for layer in imported_layers(path))]  # what its code imports
     desired = {"Role": role_arn, "Handler": HANDLER, "Runtime": RUNTIME, "Timeout": timeout, "MemorySize": memory,
                "Environment": {"Variables": dict(environment or {})}, "Layers": list(layers)}
     awslambda = config.client("lambda")
@@ -115,10 +118,9 @@ def _config_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
     return now != desired
 
 
-def ensure_layer(name: str, requirements: Path | Iterable[str]) -> str:
-    """Publish the requirements as a layer version unless the latest one has the same content;
-    returns the layer version ARN (pass it to deploy_function(layers=...))."""
-    data = package_layer(requirements)
+def ensure_layer(name: str, data: bytes, description: str = "retail-pipelines dependencies") -> str:
+    """Publish a layer zip (`package_layer_folder`, `package_layer`) as a version unless the latest one has
+    the same content; returns the layer version ARN (pass it to deploy_function(layers=...))."""
     awslambda = config.client("lambda")
     versions = awslambda.list_layer_versions(LayerName=name).get("LayerVersions", [])
     if versions:
@@ -129,7 +131,12 @@ def ensure_layer(name: str, requirements: Path | Iterable[str]) -> str:
     config.require_create_allowed(f"Lambda layer {name}")
     return awslambda.publish_layer_version(LayerName=name, Content={"ZipFile": data},
                                            CompatibleRuntimes=[RUNTIME],
-                                           Description="retail-pipelines dependencies")["LayerVersionArn"]
+                                           Description=description)["LayerVersionArn"]
+
+
+def ensure_folder_layer(folder: str) -> str:
+    """A layer of `lambdas/layers/<folder>/` (the record contract: "records"), published as notebook 02 does."""
+    return ensure_layer(names().layer(folder), package_layer_folder(folder), f"retail-pipelines lambdas/layers/{folder}")
 
 
 # Settings of a mapping fixed at creation; the rest can be updated in place.

@@ -1,6 +1,7 @@
 """Packaging Lambda functions: a deterministic zip of a function folder under `lambdas/`, with its
 `requirements.txt` vendored offline from this environment's installed distributions (what
-`pip install -t` would put there), or the same files as a layer (`python/` prefix).
+`pip install -t` would put there), or the same files as a layer (`python/` prefix), or a layer folder
+under `lambdas/layers/` (the record contract the functions share).
 
 Not the lesson of any notebook (they call `packaging.package("ingest_api")` and hand the bytes to
 `lambda.create_function`), but exactly what AWS runs: the same zip deploys to a real account.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import sys
 import warnings
 import zipfile
@@ -27,6 +29,7 @@ from helpers.paths import BUILD_DIR, LAMBDAS_DIR
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the local Python: what we test with
 HANDLER = "app.handler"
 PACKAGE_CACHE = BUILD_DIR / "lambda"
+LAYERS_DIR = LAMBDAS_DIR / "layers"  # layers the workbook publishes itself (the record contract)
 # The Lambda Python runtime ships these; vendoring them would only add megabytes and version skew.
 RUNTIME_PROVIDED = frozenset(
     canonicalize_name(n) for n in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six")
@@ -215,6 +218,39 @@ def package(folder: str | Path) -> bytes:
         return deterministic_zip(files)
 
     return _cached_build(path.name, key, build)
+
+
+def layer_folder(folder: str | Path) -> Path:
+    """`lambdas/layers/<folder>/`, a layer's content as Lambda extracts it to /opt (its `python/` folder is
+    on the functions' sys.path), or `folder` itself when it is a path."""
+    path = Path(folder)
+    if not path.is_absolute():
+        path = LAYERS_DIR / path
+    if not (path / "python").is_dir():
+        raise PackagingError(f"{path} is not a layer folder: it has no python/ folder (Lambda adds /opt/python to sys.path)")
+    return path
+
+
+def package_layer_folder(folder: str | Path) -> bytes:
+    """The layer zip of a folder under `lambdas/layers/` (its .py files, paths kept: `python/...`).
+    Deterministic, so an unchanged layer has an unchanged CodeSha256 and is not published again."""
+    path = layer_folder(folder)
+    sources = source_files(path)
+    key = _cache_key("layer-folder", [name.encode() + b"\0" + file.read_bytes() for name, file in sources.items()])
+    return _cached_build(f"layer-{path.name}", key, lambda: deterministic_zip(dict(sources)))
+
+
+def imported_layers(folder: str | Path) -> list[str]:
+    """The folders under `lambdas/layers/` whose package a function's code imports (`import retail_records`):
+    the layers it must be deployed with."""
+    sources = source_files(function_folder(folder))
+    code = "\n".join(path.read_text() for path in sources.values())
+    found = []
+    for layer in sorted(p for p in LAYERS_DIR.iterdir() if (p / "python").is_dir()) if LAYERS_DIR.is_dir() else []:
+        packages = [p.name for p in (layer / "python").iterdir() if (p / "__init__.py").is_file()]
+        if any(re.search(rf"^\s*(?:import|from)\s+{package}\b", code, re.MULTILINE) for package in packages):
+            found.append(layer.name)
+    return found
 
 
 def package_layer(requirements: Path | Iterable[str]) -> bytes:

@@ -16,6 +16,8 @@ STREAM_TO_S3 = "stream_to_s3"
 STREAM_TO_DYNAMODB = "stream_to_dynamodb"
 QUERY_API = "query_api"
 CUSTOMER_AUTHORIZER = "customer_authorizer"
+# The layers the workbook publishes, by folder under lambdas/layers/.
+RECORDS_LAYER = "records"  # the record contract (package retail_records) the ingest, stream and batch functions share
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Names:
     @property
     def table(self) -> str:
         return self._name("sales")
+
+    def layer(self, folder: str) -> str:
+        """The Lambda layer of `lambdas/layers/<folder>/` ("retail-records")."""
+        return self._name(folder.replace("_", "-"))
 
     @property
     def quarantine_queue(self) -> str:

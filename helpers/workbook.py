@@ -78,6 +78,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
 DEPENDS: dict[str, tuple[str, ...]] = {"00": (), "02": ("00",), "03": ("02",), "04": ("03",), "05": ("04",),
                                       "06": ("02",), "07": ("06",), "08": ("06",), "09": (), "10": ("03",)}
 STATE_DIR = BUILD_DIR / "state"
+# Bumped when what notebooks record changes shape (2: notebook 02 records its record-contract layer):
+# a record of another format is rebuilt rather than trusted.
+RECORD_FORMAT = 2
 
 
 class BuildOnly(Exception):
@@ -113,7 +116,7 @@ def record(number: str, *, probe: Probe | list[Probe], parameters: dict[str, Any
 
     settings = config.settings()
     probes = [list(probe)] if isinstance(probe, tuple) else [list(p) for p in probe]
-    state = {"notebook": number, "parameters": parameters or {}, "probes": probes,
+    state = {"notebook": number, "format": RECORD_FORMAT, "parameters": parameters or {}, "probes": probes,
              "endpoint": settings.endpoint_url if settings.is_local else settings.region, "built": built}
     path = state_path(number, settings.target, settings.prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +148,8 @@ def _still_there(number: str, parameters: dict[str, Any]) -> dict[str, Any] | No
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if state.get("format") != RECORD_FORMAT:
         return None
     if any(state["parameters"].get(key) != value for key, value in parameters.items()):
         return None

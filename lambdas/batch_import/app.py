@@ -7,8 +7,9 @@ trigger") runs this function, which for each object under INCOMING_PREFIX (FILE_
 1. claims it in the ledger (bucket/key + ETag; `ledger.py`): a file already DONE is only moved, a file
    held by another live invocation is skipped, so overlapping schedules split the files and never load
    one twice;
-2. validates its rows with the stream path's rules (`records.py`, a copy of ingest_api's) and folds the
-   good ones into the invoice documents exactly as stream_to_dynamodb does (`documents.py`: the same rows
+2. validates its rows with the record contract (the `retail_records` layer, the ingest API's rules) and
+   folds the good ones into the invoice documents with the layer's `documents`, the model
+   stream_to_dynamodb uses (`serving_table.py` writes them: the same rows
    by stream or by batch give the same items), CHUNK_ROWS rows at a time; each chunk also writes its
    cleaned rows as a gzipped CSV part under `staged/<file>/<etag>/` and its refused rows, with their
    reasons, to `quarantine/<file>/<etag>/` (JSON lines). A chunk redone after a crash overwrites the
@@ -44,10 +45,11 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-import documents
 import ledger
-import records
+import retail_records as contract  # the record contract and the document model, from the layer the deploy step attaches
+import serving_table
 import warehouse
+from retail_records import documents
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -144,7 +146,7 @@ def stage_object(bucket: str, item: dict[str, Any], owner: str, context: Any) ->
         report.status, report.reason = "refused", problem
         return work
     report.rows = len(rows)
-    accepted, refused = records.prepare(rows)
+    accepted, refused = contract.prepare(rows)
     name = file_name(key)
     for start in part_offsets(len(rows), entry.chunk):
         if start < entry.offset:
@@ -199,13 +201,13 @@ def read_rows(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
         body = gzip.decompress(body)
     reader = csv.reader(io.StringIO(body.decode(ENCODING), newline=""))
     header = next(reader, None)
-    if header is None or tuple(h.lstrip("\ufeffï»¿") for h in header) != records.COLUMNS:
-        return [], f"header is {header!r}, expected {','.join(records.COLUMNS)} (the published file's)"
+    if header is None or tuple(h.lstrip("\ufeffï»¿") for h in header) != contract.COLUMNS:
+        return [], f"header is {header!r}, expected {','.join(contract.COLUMNS)} (the published file's)"
     rows = []
     for values in reader:
         if not values:
             continue
-        rows.append(dict(zip(records.COLUMNS, values)))
+        rows.append(dict(zip(contract.COLUMNS, values)))
     return rows, None
 
 
@@ -214,7 +216,7 @@ def staged_prefix(name: str, etag: str) -> str:
 
 
 def import_chunk(bucket: str, table: str, name: str, etag: str, rows: list[dict[str, Any]],
-                 accepted: list[records.Accepted], refused: list[records.Refused], start: int, end: int
+                 accepted: list[contract.Accepted], refused: list[contract.Refused], start: int, end: int
                  ) -> tuple[int, int]:
     """Rows [start, end) of a file: documents folded, cleaned rows staged, refused rows quarantined.
     Deterministic by (file, start): redone after a crash, it overwrites the same objects and adds no line."""
@@ -223,13 +225,15 @@ def import_chunk(bucket: str, table: str, name: str, etag: str, rows: list[dict[
     for good in accepted:
         if start <= good.index < end:
             try:
-                lines.append(documents.line_of(good.index, good.record, records.stream_number(good.record["UnitPrice"])))
-            except documents.Invalid as error:
+                record = good.record  # UnitPrice as the stream path stores it, so both give the same items
+                lines.append(documents.line_of(record, record["record_id"], record["Quantity"],
+                                               contract.stream_number(record["UnitPrice"]), source=good.index))
+            except contract.BadRow as error:
                 bad.append((good.index, str(error)))
-    full = documents.update_invoices(table, lines)
-    bad += [(line.index, reason) for line, reason in full]
-    held = {line.index for line, _ in full}
-    staged = [line for line in lines if line.index not in held]
+    full = serving_table.update_invoices(table, lines)
+    bad += [(line.source, reason) for line, reason in full]
+    held = {line.source for line, _ in full}
+    staged = [line for line in lines if line.source not in held]
     s3.put_object(Bucket=setting("STAGING_BUCKET", bucket), Key=f"{staged_prefix(name, etag)}part-{start:09d}.csv.gz",
                   Body=staged_csv(staged))
     if bad:

@@ -7,57 +7,40 @@ Works behind both integration styles the workbook uses:
   carries the parsed body as `body-json`, the answer is the plain result and errors are raised (below).
 
 The body is one row object, a list of row objects, or pandas `DataFrame.to_json()` output (the default
-column orientation, or orient="records" / "index" / "split"). Only malformed rows are rejected (missing
-fields, unparseable numbers or dates, an invoice number that is not 6 digits with an optional C/A):
-cancellations, adjustments, guest sales (no CustomerID), non-product codes and duplicates are real
-business events and go on the stream; classifying them is the consumers' job.
+column orientation, or orient="records" / "index" / "split"). Which rows are accepted, their canonical
+values, their limits, their refusal reasons and their `record_id` are the record contract's
+(`retail_records`, a layer this function needs: the deploy step publishes and attaches it). Only
+malformed rows are rejected: cancellations, adjustments, guest sales, non-product codes and duplicates
+are real business events and go on the stream; classifying them is the consumers' job.
 
-Both routes decide with the same function (`canonical`) on the same Python values: the proxy body is
-parsed like the Lambda runtime parses the non-proxy event (`json.loads`, floats as floats), so a row
-is accepted or refused with the same reason whichever route it took. Limits (a row breaking one is
-rejected with the reason; the request as a whole only when it has no rows or is not JSON):
-- texts at most MAX_TEXT_CHARS (1,000) characters (the file's longest Description is 35), valid
-  Unicode (no U+FFFD left by a replaced non-UTF-8 byte);
-- Quantity an integer with |Quantity| <= 10^7; UnitPrice finite, |UnitPrice| <= 10^7 (the file's
-  adjustments are negative), at most 38
-  significant digits and no smaller than 1e-130 when not 0 (DynamoDB's number range);
-- a body that is not UTF-8 JSON, nested deeper than the parser takes, or with more than MAX_ROWS
-  (10,000) rows is answered 400.
+Both routes decide with the same contract on the same Python values: the proxy body is parsed like the
+Lambda runtime parses the non-proxy event (`json.loads`, floats as floats), so a row is accepted or
+refused with the same reason whichever route it took. The request as a whole is answered 400 only when
+it is not UTF-8 JSON, is nested deeper than the parser takes, has no rows or more than MAX_ROWS (10,000).
 Errors on the non-proxy route are raised, with an errorMessage starting `[BadRequest]` (or
 `[InternalError]`), so the method's integration responses map them to 400 (500) by selectionPattern.
 
-Every record put on the stream is the row in a canonical shape (texts as text, Quantity an integer,
-UnitPrice a JSON number, InvoiceDate in the dataset's own "12/1/2010 8:26" format, CustomerID a
-string or null) plus a stable `record_id`, partitioned by InvoiceNo so an invoice's lines stay in order
-in one shard.
-
-`record_id`: the posted one when present (the workbook posts the ids `helpers.dataset` computed),
-otherwise derived like `helpers.dataset` does it: the first 16 hex chars of sha1 over the 8 fields as
-text joined by U+001F, + "#" + the 1-based count of that exact row so far *in this request*. For rows
-posted as the file's text (or as pandas values whose text is the same) this is exactly the dataset's
-id; it never depends on the request's timing, so a client that re-posts the same rows gets the same
-ids and the consumers overwrite instead of duplicating. (The price of that: two identical rows posted
-in two different requests share an id; post a file's duplicates in one request, or send record_id.)
+Every record put on the stream is the canonical record (UnitPrice a JSON number) plus its `record_id`,
+partitioned by InvoiceNo so an invoice's lines stay in order in one shard. The id counts exact
+duplicates *in this request*: for rows posted as the file's text it is exactly `helpers.dataset`'s id,
+so a client that re-posts the same rows gets the same ids and the consumers overwrite instead of
+duplicating. (Two identical rows posted in two different requests share an id; post a file's
+duplicates in one request, or send record_id, as the workbook's client does.)
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
-import math
 import os
-import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import boto3
+import retail_records as contract  # the record contract, from the layer the deploy step attaches
 from botocore.config import Config
 
 logger = logging.getLogger()
@@ -68,19 +51,7 @@ logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 # a tenth of this function's CPU time.
 kinesis = boto3.client("kinesis", config=Config(parameter_validation=False))
 
-COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
-REQUIRED = ("InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "Country")
-DATE_FORMAT = "%m/%d/%Y %H:%M"
-INVOICE_RE = re.compile(r"[CA]?\d{6}")
-INT_RE = re.compile(r"[+-]?\d{1,18}")
-CUSTOMER_RE = re.compile(r"\d+")
-MAX_TEXT_CHARS = 1000
 MAX_ROWS = 10_000  # the answer names each rejected row: 10,000 reasons stay well under Lambda's 6 MB reply
-MAX_RECORD_ID_CHARS = 128
-MAX_QUANTITY = 10**7
-MAX_UNIT_PRICE = Decimal(10**7)
-MAX_SIGNIFICANT_DIGITS = 38  # DynamoDB's number precision
-MIN_MAGNITUDE = Decimal("1e-130")  # DynamoDB's smallest positive number
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
@@ -92,10 +63,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 class BadRequest(Exception):
     """The request as a whole cannot be used (answered 400)."""
-
-
-class BadRow(ValueError):
-    """One row is malformed (reported in `rejected`, the others still go on the stream)."""
 
 
 class RequestError(Exception):
@@ -183,7 +150,7 @@ def rows_of(document: Any) -> list[Any]:
         rows = [dict(zip(document["columns"], values)) if isinstance(values, list) else values
                 for values in document["data"]]
     elif isinstance(document, dict) and document and all(isinstance(v, dict) for v in document.values()):
-        rows = _columns_to_rows(document) if set(document) & set(COLUMNS) else list(document.values())
+        rows = _columns_to_rows(document) if set(document) & set(contract.COLUMNS) else list(document.values())
     elif isinstance(document, dict) and document:
         rows = [document]
     else:
@@ -208,181 +175,7 @@ def _columns_to_rows(columns: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------------------------------
-# Validation and the canonical record
-
-
-def canonical(row: Any) -> dict[str, Any]:
-    """The row as it goes on the stream, or BadRow saying what is wrong with it."""
-    if not isinstance(row, dict):
-        raise BadRow(f"a row must be a JSON object, got {type(row).__name__}")
-    missing = [name for name in REQUIRED if _blank(row.get(name))]
-    if missing:
-        raise BadRow(f"missing {', '.join(missing)}")
-    invoice = _text(row["InvoiceNo"], "InvoiceNo")
-    if not INVOICE_RE.fullmatch(invoice):
-        raise BadRow(f"InvoiceNo '{_short(invoice)}' is not 6 digits with an optional C or A prefix")
-    return {
-        "InvoiceNo": invoice,
-        "StockCode": _text(row["StockCode"], "StockCode"),
-        "Description": None if _blank(row.get("Description")) else _text(row["Description"], "Description"),
-        "Quantity": _integer(row["Quantity"]),
-        "InvoiceDate": _date(row["InvoiceDate"]),
-        "UnitPrice": _number(row["UnitPrice"]),
-        "CustomerID": _customer(row.get("CustomerID")),
-        "Country": _text(row["Country"], "Country"),
-    }
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "")
-
-
-def _text(value: Any, name: str) -> str:
-    if isinstance(value, (dict, list, bool)):
-        raise BadRow(f"{name} must be text, got {'an object' if isinstance(value, dict) else type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadRow(f"{name} must be text, got {value}")
-    text = value if isinstance(value, str) else number_text(value)
-    if len(text) > MAX_TEXT_CHARS:
-        raise BadRow(f"{name} is {len(text):,} characters, more than {MAX_TEXT_CHARS:,}")
-    if "\ufffd" in text:
-        raise BadRow(f"{name} contains U+FFFD (a byte that was not UTF-8 was replaced)")
-    return text
-
-
-def _integer(value: Any) -> int:
-    number = _integral(value)
-    if abs(number) > MAX_QUANTITY:
-        raise BadRow(f"Quantity {_short(value)} is outside -{MAX_QUANTITY:,}..{MAX_QUANTITY:,}")
-    return number
-
-
-def _integral(value: Any) -> int:
-    if isinstance(value, bool):
-        raise BadRow(f"Quantity '{value}' is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (Decimal, float)):
-        try:
-            if value == int(value):
-                return int(value)
-        except (ValueError, OverflowError):  # NaN, Infinity
-            pass
-    if isinstance(value, str) and INT_RE.fullmatch(value.strip()):
-        return int(value)
-    raise BadRow(f"Quantity '{_short(value)}' is not an integer")
-
-
-def _short(value: Any) -> str:
-    """A value for a reason: long texts and huge integers cut, never the whole of a 1 MB field."""
-    text = value if isinstance(value, str) else str(value) if not isinstance(value, int) or abs(value) < 10**40 \
-        else f"{str(value)[:12]}...({len(str(abs(value)))} digits)"
-    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
-
-
-def _number(value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise BadRow(f"UnitPrice '{value}' is not a number")
-    if isinstance(value, (dict, list)) or (isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
-        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise BadRow(f"UnitPrice '{_short(value)}' is not a number") from None
-    if not number.is_finite():
-        raise BadRow(f"UnitPrice '{_short(value)}' is not a number")
-    if abs(number) > MAX_UNIT_PRICE:  # negative prices are the file's bad-debt adjustments
-        raise BadRow(f"UnitPrice {_short(value)} is outside -{MAX_UNIT_PRICE:,}..{MAX_UNIT_PRICE:,}")
-    if number and (_significant_digits(number) > MAX_SIGNIFICANT_DIGITS or abs(number) < MIN_MAGNITUDE):
-        raise BadRow(f"UnitPrice {_short(value)} has more than {MAX_SIGNIFICANT_DIGITS} significant digits "
-                     "or is below 1e-130 (DynamoDB's number range)")
-    return number
-
-
-def _significant_digits(number: Decimal) -> int:
-    """Digits without leading or trailing zeros (normalize() would round to the context's 28)."""
-    return len("".join(map(str, number.as_tuple().digits)).strip("0"))
-
-
-def _date(value: Any) -> str:
-    """The dataset's text ("12/1/2010 8:26"), from that text, an ISO string or pandas' epoch milliseconds."""
-    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        try:
-            moment = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
-        except (ValueError, OverflowError, OSError):
-            raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26") from None
-        return _dataset_text(moment)
-    if isinstance(value, str) and len(value) <= 64:
-        return _text_date(value.strip())
-    raise BadRow(f"InvoiceDate '{_short(value)}' is not a date like 12/1/2010 8:26")
-
-
-@lru_cache(maxsize=65536)
-def _text_date(text: str) -> str:
-    """strptime is slow and an invoice's lines share their date: parsed once per distinct text."""
-    try:
-        moment = datetime.strptime(text, DATE_FORMAT)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
-        except ValueError:
-            raise BadRow(f"InvoiceDate '{text}' is not a date like 12/1/2010 8:26") from None
-    return _dataset_text(moment)
-
-
-def _dataset_text(moment: datetime) -> str:
-    return f"{moment.month}/{moment.day}/{moment.year} {moment.hour}:{moment.minute:02d}"
-
-
-def _customer(value: Any) -> str | None:
-    if _blank(value):
-        return None
-    if isinstance(value, (float, Decimal)) and value != value:  # NaN
-        return None
-    text = _text(value, "CustomerID").strip()
-    if text.endswith(".0"):  # pandas read the column as float: 17850.0
-        text = text[:-2]
-    if not CUSTOMER_RE.fullmatch(text) or len(text) > 20:
-        raise BadRow(f"CustomerID '{_short(value)}' is not digits (at most 20)")
-    return text
-
-
-def number_text(value: Any) -> str:
-    """A number as the file writes it: 2.55, 1 (not 1.0), -11062.06."""
-    if isinstance(value, int):
-        return str(value)
-    number = Decimal(str(value)).normalize()
-    return format(number, "f")
-
-
-def raw_fields(row: Any, record: dict[str, Any]) -> list[str]:
-    """The 8 fields as text, for the id: the posted text when it was text (as the file has it), numbers
-    as the file writes them, the date and customer in their canonical text."""
-    fields = []
-    for name in COLUMNS:
-        posted = row.get(name)
-        if name == "InvoiceDate":  # the file's own format, whichever way it was posted
-            fields.append(record["InvoiceDate"])
-        elif name == "CustomerID":  # "17850", also when posted as 17850.0
-            fields.append(record["CustomerID"] or "")
-        elif isinstance(posted, str):
-            fields.append(posted)
-        elif posted is None or (isinstance(posted, (float, Decimal)) and posted != posted):
-            fields.append("")
-        else:
-            fields.append(number_text(posted))
-    return fields
-
-
-def derive_record_ids(fields: Iterable[list[str]]) -> list[str]:
-    """sha1(fields joined by U+001F)[:16] + "#" + the count of that exact row so far (helpers.dataset's rule)."""
-    seen: dict[str, int] = {}
-    ids = []
-    for row in fields:
-        digest = hashlib.sha1("\x1f".join(row).encode("utf-8")).hexdigest()[:16]
-        seen[digest] = seen.get(digest, 0) + 1
-        ids.append(f"{digest}#{seen[digest]}")
-    return ids
+# Validation: the record contract (the retail_records layer)
 
 
 @dataclass
@@ -398,35 +191,17 @@ class Prepared:
 
 def prepare(rows: list[Any]) -> tuple[list[Prepared], list[dict[str, Any]]]:
     """Valid rows as stream records (with their record_id), and the rejected ones with a reason."""
-    good: list[tuple[int, Any, dict[str, Any]]] = []
-    rejected: list[dict[str, Any]] = []
-    for index, row in enumerate(rows):
-        try:
-            record = canonical(row)
-            posted = row.get("record_id")
-            if isinstance(posted, str) and len(posted) > MAX_RECORD_ID_CHARS:
-                raise BadRow(f"record_id is {len(posted):,} characters, more than {MAX_RECORD_ID_CHARS}")
-            good.append((index, row, record))
-        except BadRow as error:
-            rejected.append({"index": index, "reason": str(error)})
-    derived = derive_record_ids(raw_fields(row, record) for _, row, record in good)
+    accepted, refused = contract.prepare(rows)
+    rejected = [{"index": r.index, "reason": r.reason} for r in refused]
     prepared = []
-    for (index, row, record), record_id in zip(good, derived):
-        posted = row.get("record_id")
-        record["record_id"] = posted if isinstance(posted, str) and posted.strip() else record_id
-        data = json.dumps(record, default=_json_default, ensure_ascii=False).encode("utf-8")
-        if len(data) + len(record["InvoiceNo"]) > MAX_RECORD_BYTES:
-            rejected.append({"index": index, "reason": "row is larger than Kinesis' 1 MB record limit"})
+    for row in accepted:
+        data = contract.stream_json(row.record)
+        if len(data) + len(row.record["InvoiceNo"]) > MAX_RECORD_BYTES:
+            rejected.append({"index": row.index, "reason": "row is larger than Kinesis' 1 MB record limit"})
             continue
-        prepared.append(Prepared(index, record, data))
+        prepared.append(Prepared(row.index, row.record, data))
     rejected.sort(key=lambda r: r["index"])
     return prepared, rejected
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import boto3
+import retail_records as contract  # the record contract, from the layer the deploy step attaches
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -41,7 +41,6 @@ logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 s3 = boto3.client("s3")
 sqs = boto3.client("sqs")
 
-DATE_FORMAT = "%m/%d/%Y %H:%M"
 PREFIX = os.environ.get("RAW_PREFIX", "raw")
 SQS_BATCH = 10
 SQS_MAX_BYTES = 256 * 1024
@@ -123,7 +122,7 @@ def decode(record: dict[str, Any]) -> Decoded:
     try:
         day = invoice_date(value)
     except ValueError:
-        raise Invalid(f"InvoiceDate '{value}' is not a date like 12/1/2010 8:26") from None
+        raise Invalid(contract.reason("InvoiceDate", value, contract.NOT_DATE)) from None
     row["record_id"] = str(row.get("record_id") or f"seq-{kinesis['sequenceNumber']}")  # every lake line has one
     line = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
     return Decoded(kinesis["sequenceNumber"], line, day, row["record_id"], str(row.get("InvoiceNo", "")))
@@ -154,10 +153,7 @@ def object_key(batch: Batch, day: tuple[int, int, int]) -> str:
     return f"{PREFIX}/year={year:04d}/month={month:02d}/day={dom:02d}/{batch.shard}.jsonl"
 
 
-@lru_cache(maxsize=65536)
-def invoice_date(text: str) -> datetime:
-    """strptime is slow and an invoice's lines share their date: parsed once per distinct text."""
-    return datetime.strptime(text.strip(), DATE_FORMAT)
+invoice_date = contract.parse_date  # the file's date text -> datetime (cached per distinct text)
 
 
 Line = tuple[tuple[datetime, str, str], str]  # (file order: date, InvoiceNo, record_id), the line

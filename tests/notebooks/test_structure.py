@@ -59,13 +59,16 @@ AWS_CALLS: dict[str, list[str]] = {
     ],
     "02_ingestion_api_lambda_kinesis": [
         r"\.create_stream\(", r'get_waiter\("stream_exists"\)', r"\.update_shard_count\(", r"packaging\.package\(",
+        r"packaging\.package_layer_folder\(", r"\.list_layer_versions\(", r"\.get_layer_version\(",
+        r"\.publish_layer_version\(", r'"Layers": \[records_layer\]', r"\.delete_layer_version\(",
         r"\.create_function\(", r"\.update_function_configuration\(", r"\.create_rest_api\(", r"\.create_resource\(",
         r"\.put_method\(", r'type="AWS_PROXY"', r'type="AWS"', r"requestTemplates=", r"\.put_integration\(",
         r"\.put_method_response\(", r"\.put_integration_response\(", r"\.add_permission\(", r"\.create_deployment\(",
         r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_stream\(",
     ],
     "03_stream_to_s3_raw": [
-        r"\.create_bucket\(", r"\.create_queue\(", r"\.create_function\(", r"\.create_event_source_mapping\(",
+        r"\.create_bucket\(", r"\.create_queue\(", r"\.create_function\(", r'"Layers": \[built\["records_layer"\]\]',
+        r"\.create_event_source_mapping\(",
         r'"BatchSize":', r'"MaximumBatchingWindowInSeconds":', r'"FunctionResponseTypes": \["ReportBatchItemFailures"\]',
         r'"BisectBatchOnFunctionError":', r'"MaximumRetryAttempts":', r'"DestinationConfig": \{"OnFailure"',
         r'StartingPosition="TRIM_HORIZON"', r"\.update_event_source_mapping\(",
@@ -73,6 +76,7 @@ AWS_CALLS: dict[str, list[str]] = {
     ],
     "04_stream_to_dynamodb": [
         r"\.create_table\(", r'"KeySchema":', r'"GlobalSecondaryIndexes":', r"\.create_function\(",
+        r'"Layers": \[built\["records_layer"\]\]',
         r"\.create_event_source_mapping\(", r"\.update_event_source_mapping\(",
         r"\.delete_event_source_mapping\(", r"\.delete_function\(", r"\.delete_table\(",
     ],
@@ -93,7 +97,7 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.delete_bucket\(", r"\.delete_role_policy\(", r"\.delete_role\(",
     ],
     "07_batch_bulk_import": [
-        r"\.create_role\(", r"\.put_role_policy\(", r"\.create_bucket\(", r"\.create_table\(", r"\.create_function\(",
+        r"\.create_role\(", r"\.put_role_policy\(", r"\.create_bucket\(", r"\.create_table\(", r"\.create_function\(", r'"Layers": \[built\["records_layer"\]\]',
         r"\.put_rule\(", r"ScheduleExpression=", r"\.put_targets\(", r"\.add_permission\(", r"\.import_table\(",
         r"\.describe_import\(", r"\.remove_targets\(", r"\.delete_rule\(", r"\.delete_function\(",
     ],

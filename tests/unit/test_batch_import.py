@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 import pytest
+import retail_records as contract
 
-from helpers import bulk_files, dataset, packaging
+from helpers import bulk_files, dataset, deploy, packaging
+from helpers.resources import RECORDS_LAYER
 
 pytestmark = pytest.mark.localcloud
 
@@ -37,7 +39,7 @@ RAW_DDL = """CREATE TABLE {table} (
     record_id VARCHAR(40) NOT NULL, invoice_no VARCHAR(10) NOT NULL, stock_code VARCHAR(20) NOT NULL,
     description VARCHAR(256), quantity INTEGER NOT NULL, invoice_date TIMESTAMP NOT NULL,
     unit_price DECIMAL(12,3) NOT NULL, customer_id VARCHAR(10), country VARCHAR(40) NOT NULL)"""
-BAD_ROWS = [  # malformed rows a file may carry: each must be quarantined with ingest_api's reason
+BAD_ROWS = [  # malformed rows a file may carry: each must be quarantined with the contract's reason
     ["536999", "85123A", "BAD QUANTITY", "six", "12/1/2010 8:26", "2.55", "17850", "United Kingdom"],
     ["X36999", "85123A", "BAD INVOICE", "6", "12/1/2010 8:26", "2.55", "17850", "United Kingdom"],
     ["536999", "85123A", "BAD PRICE", "6", "12/1/2010 8:26", "2,55", "17850", "United Kingdom"],
@@ -186,27 +188,28 @@ def warehouse_totals(made: Setup) -> tuple[int, Decimal, int]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The rules are ingest_api's
+# The rules are the record contract's, as ingest_api applies them
 
 
-def test_rules_match_ingest_api_ids_decisions_and_reasons(batch: ModuleType, monkeypatch: pytest.MonkeyPatch):
+def test_batch_rows_get_ingest_api_ids_decisions_and_reasons(batch: ModuleType, monkeypatch: pytest.MonkeyPatch):
+    """The batch function reads CSV text; ingest_api gets the same rows posted: one contract, one answer."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    records = sys.modules["records"]
     ingest = load("ingest_api", "app.py", "lambda_ingest_api")
     raw = sample_rows()
-    rows = raw[list(dataset.COLUMNS)].to_dict("records") + [dict(zip(dataset.COLUMNS, r)) for r in BAD_ROWS]
-    accepted, refused = records.prepare(rows)
+    body = bulk_files._csv(pd.concat([raw[list(dataset.COLUMNS)], pd.DataFrame(BAD_ROWS, columns=dataset.COLUMNS)]))
+    rows, problem = batch.read_rows(body)
+    assert problem is None and len(rows) == len(raw) + len(BAD_ROWS)
+    accepted, refused = contract.prepare(rows)
     prepared, rejected = ingest.prepare(rows)
     assert [(a.index, a.record) for a in accepted] == [(p.index, p.record) for p in prepared]
     assert [(r.index, r.reason) for r in refused] == [(r["index"], r["reason"]) for r in rejected]
-    assert len(refused) == 6 and len(accepted) == len(rows) - 6  # the huge price too: the ingest rules bound it
+    assert len(refused) == 6 and len(accepted) == len(rows) - 6  # the huge price too: the contract bounds it
     ids = dataset.parse(raw)["record_id"].tolist()
     assert [a.record["record_id"] for a in accepted if a.index < len(raw)] == ids
     # UnitPrice as the stream carries it (JSON written by ingest_api, parsed by the consumer)
-    for a in accepted[:200]:
-        carried = json.loads(json.dumps(a.record, default=ingest._json_default), parse_float=Decimal)["UnitPrice"]
-        assert records.stream_number(a.record["UnitPrice"]) == Decimal(str(carried))
-        assert str(records.stream_number(a.record["UnitPrice"])) == str(Decimal(str(carried)))
+    for a, p in list(zip(accepted, prepared))[:200]:
+        carried = json.loads(p.data, parse_float=Decimal)["UnitPrice"]
+        assert str(contract.stream_number(a.record["UnitPrice"])) == str(Decimal(str(carried)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,7 +410,8 @@ def test_schedule_rule_runs_the_deployed_function(setup: Setup, endpoint: str):
            "CHUNK_ROWS": "400"}
     arn = aws("lambda").create_function(
         FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler", Timeout=120,
-        Code={"ZipFile": packaging.package(LAMBDAS / "batch_import")}, Environment={"Variables": env})["FunctionArn"]
+        Code={"ZipFile": packaging.package(LAMBDAS / "batch_import")}, Environment={"Variables": env},
+        Layers=[deploy.ensure_folder_layer(RECORDS_LAYER)])["FunctionArn"]
     rule_arn = aws("events").put_rule(Name=name, ScheduleExpression="rate(1 hour)")["RuleArn"]
     aws("events").put_targets(Rule=name, Targets=[{"Id": "batch-import", "Arn": arn}])
     aws("lambda").add_permission(FunctionName=name, StatementId="schedule", Action="lambda:InvokeFunction",
