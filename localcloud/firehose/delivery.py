@@ -46,40 +46,60 @@ class FirehoseRecord:
     kinesis: dict[str, Any] | None = None  # shardId, partitionKey, sequenceNumber, ...
 
 
-def new_record_id() -> str:
-    """An opaque id, numeric like AWS's (they are long digit strings)."""
-    return f"{time.time_ns()}{uuid.uuid4().int % 10**30:030d}"
+def new_record_id(bits: Callable[[int], int] = secrets.randbits) -> str:
+    """An opaque id, numeric like AWS's (56 digits). The executor draws it from moto's random numbers,
+    which the journal records: a PutRecordBatch replayed after a crash gives its records the same ids."""
+    return f"{bits(186):056d}"
 
 
 class Buffer:
-    """Records waiting for SizeInMBs or IntervalInSeconds (counted from the first record in it)."""
+    """Records waiting for SizeInMBs or IntervalInSeconds (counted from the first record in it).
 
-    def __init__(self, size_mb: float, interval_s: float):
+    What it holds is a plain dict (`held`: records as [id, data, arrival, kinesis], their size, when the
+    buffer opened) that the executor keeps on moto's delivery stream, so a snapshot of moto's state holds
+    the records a buffer held at that moment. Records leave only by `remove` once delivered."""
+
+    def __init__(self, size_mb: float, interval_s: float, held: dict[str, Any] | None = None):
         self.limit_bytes, self.interval_s = size_mb * MIB, interval_s
-        self.records: list[FirehoseRecord] = []
-        self.size = 0
-        self.opened_at: float | None = None
+        self.held = held if held is not None else {}
+        self.held.setdefault("records", [])
+        self.held.setdefault("size", 0)
+        self.held.setdefault("opened_at", None)
+
+    @property
+    def records(self) -> list[FirehoseRecord]:
+        return [FirehoseRecord(*entry) for entry in self.held["records"]]
+
+    @property
+    def count(self) -> int:
+        return len(self.held["records"])
+
+    @property
+    def size(self) -> int:
+        return int(self.held["size"])
 
     def add(self, records: list[FirehoseRecord], now: float) -> None:
-        if records and self.opened_at is None:
-            self.opened_at = now
-        self.records += records
-        self.size += sum(len(r.data) for r in records)
+        if records and self.held["opened_at"] is None:
+            self.held["opened_at"] = now
+        self.held["records"] += [[r.record_id, r.data, r.arrival, r.kinesis] for r in records]
+        self.held["size"] += sum(len(r.data) for r in records)
 
     def due(self, now: float) -> bool:
-        if not self.records:
+        if not self.held["records"]:
             return False
-        return self.size >= self.limit_bytes or now - (self.opened_at or now) >= self.interval_s
+        opened = self.held["opened_at"]
+        return self.size >= self.limit_bytes or now - (now if opened is None else opened) >= self.interval_s
 
-    def put_back(self, records: list[FirehoseRecord], now: float) -> None:
-        """A delivery that failed: its records go back in front, due at once (the caller paces retries)."""
-        self.records = records + self.records
-        self.size += sum(len(r.data) for r in records)
-        self.opened_at = now - self.interval_s
-
-    def take(self) -> list[FirehoseRecord]:
-        records, self.records, self.size, self.opened_at = self.records, [], 0, None
-        return records
+    def remove(self, record_ids: list[str], now: float) -> list[FirehoseRecord]:
+        """Take out the records with these ids (delivered); what is left waits a new interval from `now`."""
+        wanted = set(record_ids)
+        kept, removed = [], []
+        for entry in self.held["records"]:
+            (removed if entry[0] in wanted else kept).append(entry)
+        self.held["records"] = kept
+        self.held["size"] = sum(len(entry[1]) for entry in kept)
+        self.held["opened_at"] = now if kept else None
+        return [FirehoseRecord(*entry) for entry in removed]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,25 +453,33 @@ class S3Writer(Protocol):
     def put(self, bucket: str, key: str, body: bytes) -> None: ...
 
 
-def write_errors(config: StreamConfig, writer: S3Writer, lines: list[dict[str, Any]], error_type: str = "processing-failed") -> str | None:
-    """Failed records as JSON lines (one object per batch) under the error output prefix."""
+def error_object(config: StreamConfig, lines: list[dict[str, Any]],
+                 error_type: str = "processing-failed") -> tuple[str, bytes] | None:
+    """Failed records as JSON lines (one object per batch) under the error output prefix: (key, body)."""
     if not lines:
         return None
     when = utc(min(line["arrivalTimestamp"] for line in lines) / 1000)
     key = error_prefix(config.s3, when, error_type) + object_name(config, when, config.s3.compression)
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    writer.put(config.s3.bucket, key, encode(body, config.s3.compression))
-    return key
+    return key, encode(body, config.s3.compression)
 
 
-def write_data(config: StreamConfig, writer: S3Writer, records: list[FirehoseRecord]) -> str | None:
-    """One S3 object per flushed buffer: the records concatenated as sent (no separator added)."""
+def data_object(config: StreamConfig, records: list[FirehoseRecord]) -> tuple[str, bytes] | None:
+    """One S3 object per flushed buffer, the records concatenated as sent (no separator added): (key, body)."""
     if not records:
         return None
     when = utc(min(r.arrival for r in records))
     key = data_prefix(config.s3, when) + object_name(config, when, config.s3.compression)
-    writer.put(config.s3.bucket, key, encode(b"".join(r.data for r in records), config.s3.compression))
-    return key
+    return key, encode(b"".join(r.data for r in records), config.s3.compression)
+
+
+def write_data(config: StreamConfig, writer: S3Writer, records: list[FirehoseRecord]) -> str | None:
+    """`data_object`, written; its key."""
+    planned = data_object(config, records)
+    if planned is None:
+        return None
+    writer.put(config.s3.bucket, *planned)
+    return planned[0]
 
 
 def manifest_key(config: StreamConfig, when: dt.datetime, errors: bool = False) -> str:
@@ -502,16 +530,12 @@ class DeliveryJournal:
         return [m for m, b in self.batches.items() if b.get("status") == "staged"]
 
 
-def stage_for_redshift(config: StreamConfig, writer: S3Writer, records: list[FirehoseRecord],
-                       journal: DeliveryJournal, now: float) -> str | None:
-    """Write the data object and its manifest; the batch is then durable (journal status "staged")."""
-    key = write_data(config, writer, records)
-    if key is None:
-        return None
+def redshift_objects(config: StreamConfig, records: list[FirehoseRecord]) -> tuple[str, bytes, str, bytes]:
+    """The staged data object and its manifest: (data key, data body, manifest key, manifest body)."""
+    planned = data_object(config, records)
+    assert planned is not None, "a batch has records"
     manifest = manifest_key(config, utc(min(r.arrival for r in records)))
-    writer.put(config.s3.bucket, manifest, manifest_body(config.s3.bucket, [key]))
-    journal.record(manifest, status="staged", first_attempt=now, attempts=0, objects=[key])
-    return manifest
+    return planned[0], planned[1], manifest, manifest_body(config.s3.bucket, [planned[0]])
 
 
 def copy_once(config: StreamConfig, warehouse: Callable[[], Warehouse], journal: DeliveryJournal,
@@ -534,11 +558,8 @@ def copy_once(config: StreamConfig, warehouse: Callable[[], Warehouse], journal:
     return "copied"
 
 
-def give_up(config: StreamConfig, writer: S3Writer, journal: DeliveryJournal, manifest: str) -> str:
-    """After RetryOptions.DurationInSeconds: the manifest goes to `errors/manifests/` and the batch is skipped."""
+def error_manifest(config: StreamConfig, journal: DeliveryJournal, manifest: str) -> tuple[str, bytes]:
+    """Where a batch skipped after RetryOptions.DurationInSeconds goes: (`errors/manifests/` key, body)."""
     entry = journal.batches[manifest]
     when = utc(entry.get("first_attempt", time.time()))
-    error_key = manifest_key(config, when, errors=True)
-    writer.put(config.s3.bucket, error_key, manifest_body(config.s3.bucket, entry.get("objects", [])))
-    journal.record(manifest, status="failed", error_manifest=error_key)
-    return error_key
+    return manifest_key(config, when, errors=True), manifest_body(config.s3.bucket, entry.get("objects", []))

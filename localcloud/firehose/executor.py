@@ -21,9 +21,16 @@ journal guarantees a batch is COPYed at most once, across restarts too).
 Admin route (local only): `POST /_localcloud/firehose/{name}/flush?account=&region=` delivers
 everything buffered now (client: `flush(endpoint, name)`), so nobody waits for IntervalInSeconds.
 
+Durability: a PutRecord(Batch) answered 200 is journaled like any request, and its records wait in
+buffers kept on moto's delivery stream (so a snapshot holds them). A delivery (objects written, records
+out of the buffers) is one change journaled through `persistence/effects.py`: after a kill -9 the journal
+replays accepts and deliveries in their order, so every accepted record is delivered, and once (a
+replayed delivery writes the same object again). Transformed records are carried in their change (a
+function's answer cannot be replayed). Kinesis-sourced records are read again from the checkpoint, which
+moves after their delivery: one delivered just before a crash may be delivered again (at least once).
+A Redshift COPY is noted once done (`journal.json`), so a replay never COPYs a batch twice.
+
 Local differences:
-- DirectPut records waiting in a buffer live in memory: stopping the local cloud loses them (moto's own
-  state is in memory too). Kinesis-sourced records are re-read from the checkpoint.
 - RETAIL_FIREHOSE_RETRY_S overrides every Redshift RetryOptions.DurationInSeconds (AWS default 3600);
   RETAIL_FIREHOSE_RETRY_DELAY_S (default 1) is the pause between COPY attempts, and between S3 write
   attempts (AWS retries S3 for 24 h).
@@ -48,7 +55,9 @@ from localcloud import motoapi
 from localcloud.firehose import delivery as fd
 from localcloud.executor_base import ThreadedExecutor, json_response
 from localcloud.executors import DEFAULT_ACCOUNT, DEFAULT_REGION, Invoker, WSGIApp
-from localcloud.firehose.pipeline import RETRY_DELAY_S, KinesisReader, MotoS3, Pipeline
+from localcloud.firehose.pipeline import RETRY_DELAY_S, Change, KinesisReader, MotoS3, Pipeline
+from localcloud.persistence import REPLAY_DONE
+from localcloud.persistence.effects import Effects
 
 log = logging.getLogger("localcloud.firehose")
 
@@ -57,6 +66,7 @@ MAX_BATCH_RECORDS = 500
 MAX_RECORD_BYTES = 1_000 * 1024
 FLUSH_ROUTE = re.compile(r"^/_localcloud/firehose/(?P<name>[\w.\-]+)/flush$")
 KINESIS_SOURCE_REFUSAL = "This operation is not permitted on KinesisStreamAsSource delivery stream type."
+HELD = "localcloud_buffers"  # on moto's DeliveryStream: what its buffers hold (pickled with the snapshot)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,6 +92,7 @@ class FirehoseExecutor(ThreadedExecutor):
         self.pipelines: dict[str, Pipeline] = {}  # by delivery stream ARN
         self.lock = threading.Lock()
         self._undo: list[Callable[[], None]] = []
+        self.effects = Effects("firehose", self._apply_change)
 
     # lifecycle ------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -92,6 +103,9 @@ class FirehoseExecutor(ThreadedExecutor):
         self.pipelines.clear()
 
     def route(self, request: Any) -> WSGIApp | None:
+        claimed = self.effects.claim(request)
+        if claimed is not None:
+            return claimed
         match = FLUSH_ROUTE.match(request.path)
         if not match or request.method != "POST":
             return None
@@ -143,8 +157,11 @@ class FirehoseExecutor(ThreadedExecutor):
         pipeline = self._pipeline(stream, backend.account_id, backend.region_name)
         if pipeline is None:
             return dict(original(backend, name, records))  # a destination delivered by moto itself
+        from localcloud.motoapi import mock_random
+
         now = time.time()
-        converted = [fd.FirehoseRecord(fd.new_record_id(), _data(record), now) for record in records]
+        converted = [fd.FirehoseRecord(fd.new_record_id(mock_random.getrandbits), _data(record), now)
+                     for record in records]
         if any(len(r.data) > MAX_RECORD_BYTES for r in converted):
             raise ValidationException("1 validation error detected: Value at 'record.data' failed to satisfy "
                                       f"constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}")
@@ -164,11 +181,33 @@ class FirehoseExecutor(ThreadedExecutor):
                 pipeline = None  # deleted and re-created under the same name
             if pipeline is None:
                 assert self.cloud is not None
+                held = getattr(stream, HELD, None)
+                if held is None:
+                    held = {}
+                    setattr(stream, HELD, held)
                 pipeline = self.pipelines[config.arn] = Pipeline(
-                    config, self.cloud.state_dir, self._invoker, self._warehouse)
+                    config, self.cloud.state_dir, self._invoker, self._warehouse, held=held,
+                    commit=lambda change, blobs, config=config: self._commit(config, change, blobs))
             elif pipeline.config != config:
                 pipeline.refresh(config)
             return pipeline
+
+    def _commit(self, config: fd.StreamConfig, change: Change, blobs: list[bytes]) -> dict[str, Any]:
+        """A pipeline's change, journaled (applied by `_apply_change`, now and on replay)."""
+        assert self.cloud is not None
+        return self.effects.perform(self.cloud, {**change, "stream": config.arn, "stream_key": config.key}, blobs)
+
+    def _apply_change(self, change: Change, blobs: list[bytes]) -> dict[str, Any]:
+        """Apply a journaled change to its delivery stream's pipeline (unless the stream went meanwhile)."""
+        from localcloud.motoapi import firehose_backends
+
+        arn = change["stream"]
+        region, account, name = arn.split(":")[3], arn.split(":")[4], arn.split("/", 1)[1]
+        stream = firehose_backends[account][region].delivery_streams.get(name)
+        pipeline = self._pipeline(stream, account, region) if stream is not None else None
+        if pipeline is None or pipeline.config.key != change["stream_key"]:
+            return {"applied": False}  # deleted (and maybe re-created): its buffers went with it
+        return pipeline.apply(change, blobs)
 
     def _invoker(self) -> Invoker | None:
         assert self.cloud is not None
@@ -198,6 +237,8 @@ class FirehoseExecutor(ThreadedExecutor):
         return live
 
     def supervise_once(self) -> None:
+        if not REPLAY_DONE.is_set():  # the journal's deliveries come first
+            return
         try:
             pipelines = self._sync()
         except Exception:

@@ -32,6 +32,12 @@ class MotoS3:
 
         s3_backends[self.account_id]["aws"].put_object(bucket, key, body)
 
+    def exists(self, bucket: str, key: str) -> bool:
+        from localcloud.motoapi import s3_backends
+
+        found = s3_backends[self.account_id]["aws"].buckets.get(bucket)
+        return found is not None and key in found.keys
+
 
 # --------------------------------------------------------------------------------------------------
 # Kinesis source
@@ -79,46 +85,61 @@ class KinesisReader:
         return f"{seq:030d}{int(shard_id.rsplit('-', 1)[-1]):012d}"
 
 
+Change = dict[str, Any]
+
+
 class Pipeline:
     """A delivery stream's buffers (Lambda stage, destination stage), source position and journal.
 
-    `accept` and `tick` may run on different threads (API requests, the supervisor, the flush route):
-    one lock serialises them, so a buffer is delivered exactly once.
+    The buffers' records live in `held`, a plain dict the executor keeps on moto's delivery stream: a
+    snapshot holds what they held. Records leave a buffer, and objects are written, only through
+    `commit(change, blobs)`, one change at a time: `apply` by default, the executor's journaled effect
+    in the local cloud (which applies it the same way, and again on replay after a crash), so what was
+    accepted is either still buffered or in S3, never both, never neither. `accept` may run on a request's
+    thread while `tick` runs on another: `lock` guards the buffers, `delivering` lets one tick run at a time.
     """
 
     def __init__(self, config: fd.StreamConfig, state_dir: Path | None, invoker: Callable[[], Invoker | None],
                  warehouse: Callable[[], fd.Warehouse], writer: fd.S3Writer | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, held: dict[str, Any] | None = None,
+                 commit: Callable[[Change, list[bytes]], Any] | None = None):
         self.config, self.invoker, self.warehouse, self.clock = config, invoker, warehouse, clock
         self.writer = writer or MotoS3(config.account_id)
         self.lock = threading.RLock()
+        self.delivering = threading.Lock()
+        self.commit = commit or self.apply
         folder = state_dir / "firehose" / f"{config.name}-{config.key}" if state_dir is not None else None
         self.checkpoints = CheckpointStore(folder / "checkpoints.json" if folder else None)
         self.journal = fd.DeliveryJournal(folder / "journal.json" if folder else None)
+        self.reader = KinesisReader(config) if config.kind == "KinesisStreamAsSource" and config.source_arn else None
+        self.held = held if held is not None else {}
+        if self.reader is not None:
+            self.held.clear()  # a Kinesis source's records are read again from the checkpoint
         processor = config.processor
-        self.processing = fd.Buffer(processor.size_mb, processor.interval_s) if processor else None
-        self.outgoing = fd.Buffer(config.s3.size_mb, config.s3.interval_s)
+        self.processing = fd.Buffer(processor.size_mb, processor.interval_s, self.held.setdefault("processing", {})) \
+            if processor else None
+        self.outgoing = fd.Buffer(config.s3.size_mb, config.s3.interval_s, self.held.setdefault("outgoing", {}))
         self.read_upto: dict[str, int] = {}  # per shard: read into the buffers
         self.passed: dict[str, int] = {}  # per shard: left the Lambda stage (delivered once outgoing is empty)
         self.next_attempt: dict[str, float] = {}  # Redshift manifest -> time of its next COPY attempt
         self.s3_retry_at = 0.0
-        self.reader = KinesisReader(config) if config.kind == "KinesisStreamAsSource" and config.source_arn else None
+        self.retrying: set[str] = set()  # stages whose delivery failed: due again after RETRY_DELAY_S
 
     def refresh(self, config: fd.StreamConfig) -> None:
-        """UpdateDestination: new hints and prefixes apply from the next flush."""
+        """UpdateDestination: new hints and prefixes apply from the next flush (records waiting for a
+        transformation switched off move on at the next tick)."""
         with self.lock:
             self.config = config
             if self.reader is not None:
                 self.reader.config = config
             self.outgoing.limit_bytes, self.outgoing.interval_s = config.s3.size_mb * fd.MIB, config.s3.interval_s
             processor = config.processor
-            if processor is None and self.processing is not None:  # transformation switched off
-                waiting = self.processing.take()
+            if processor is None:
                 self.processing = None
-                self.accept(waiting)
-            elif processor is not None:
+            else:
                 if self.processing is None:
-                    self.processing = fd.Buffer(processor.size_mb, processor.interval_s)
+                    self.processing = fd.Buffer(processor.size_mb, processor.interval_s,
+                                                self.held.setdefault("processing", {}))
                 self.processing.limit_bytes, self.processing.interval_s = processor.size_mb * fd.MIB, processor.interval_s
 
     # input ----------------------------------------------------------------------------------------
@@ -156,63 +177,129 @@ class Pipeline:
             if record.kinesis is not None:
                 self.passed[record.kinesis["shardId"]] = int(record.kinesis["sequenceNumber"])
 
+    # changes --------------------------------------------------------------------------------------
+    def apply(self, change: Change, blobs: list[bytes]) -> dict[str, Any]:
+        """One change, whole: write its objects (a failure changes nothing else), note a staged or skipped
+        Redshift batch (once: a replayed change finds it noted), then move records out of the buffers.
+        A function of the change and the buffers it meets, so a replay does what the first time did."""
+        with self.lock:
+            for bucket, key, blob in change.get("put", []):
+                self.writer.put(bucket, key, blobs[blob])
+            for manifest, fields in change.get("note", []):
+                if manifest not in self.journal.batches or fields.get("status") != "staged":
+                    self.journal.record(manifest, **fields)
+            at = float(change.get("at", self.clock()))
+            taken = change.get("take", {})
+            waiting = fd.Buffer(0, 0, self.held.setdefault("processing", {}))  # also when switched off
+            if taken.get("processing"):
+                moved = waiting.remove(taken["processing"], at)
+                if change.get("kind") == "moved":
+                    self.outgoing.add(moved, at)
+                    self._mark_passed(moved)
+            if taken.get("outgoing"):
+                self.outgoing.remove(taken["outgoing"], at)
+            added = [fd.FirehoseRecord(record_id, blobs[blob], arrival, kinesis)
+                     for record_id, blob, arrival, kinesis in change.get("add", [])]
+            if added:
+                self.outgoing.add(added, at)
+        return {"applied": True}
+
+    def _commit(self, change: Change, blobs: list[bytes], report: dict[str, Any], stage: str = "") -> bool:
+        """`commit`, with a failure (a missing bucket, say) reported and the stage retried after RETRY_DELAY_S."""
+        try:
+            self.commit(change, blobs)
+        except Exception as error:  # AWS keeps retrying S3 for 24 h
+            log.warning("firehose %s: delivery failed, will retry: %s", self.config.name, error)
+            report["Errors"].append(str(error))
+            self.s3_retry_at = self.clock() + RETRY_DELAY_S
+            self.retrying.add(stage)
+            return False
+        self.retrying.discard(stage)
+        return True
+
+    def _due(self, stage: str, buffer: fd.Buffer | None, now: float, force: bool) -> bool:
+        if buffer is None or not buffer.count:
+            return False
+        return force or ((buffer.due(now) or stage in self.retrying) and now >= self.s3_retry_at)
+
     # delivery -------------------------------------------------------------------------------------
     def tick(self, force: bool = False) -> dict[str, Any]:
         """Deliver what is due (everything when `force`); returns what was written."""
         report: dict[str, Any] = {"Records": 0, "Objects": [], "ErrorObjects": [], "Manifests": [],
                                   "Copied": [], "ErrorManifests": [], "Errors": []}
-        with self.lock:
+        with self.delivering:
             now = self.clock()
-            if self.processing is not None and (force or (self.processing.due(now) and now >= self.s3_retry_at)):
-                self._transform(self.processing.take(), report)
-            if self.outgoing.records and (force or (self.outgoing.due(now) and now >= self.s3_retry_at)):
-                self._deliver(self.outgoing.take(), now, report)
-            if not self.outgoing.records and not (self.processing and self.processing.records):
-                for shard_id, seq in self.passed.items():
-                    if (self.checkpoints.get(shard_id) or -1) < seq:
-                        self.checkpoints.set(shard_id, seq)
+            with self.lock:
+                waiting = self.held.get("processing", {}).get("records", [])
+                orphans = [entry[0] for entry in waiting] if self.processing is None else []
+            if orphans:  # the transformation was switched off: its waiting records go on untransformed
+                self._commit({"kind": "moved", "take": {"processing": orphans}, "at": now}, [], report)
+            with self.lock:
+                processing = self.processing
+                batch = processing.records if processing is not None and self._due("processing", processing, now, force) else []
+            if batch:
+                self._transform(batch, now, report)
+            with self.lock:
+                batch = self.outgoing.records if self._due("outgoing", self.outgoing, now, force) else []
+            if batch:
+                self._deliver(batch, now, report)
+            with self.lock:
+                empty = not self.outgoing.count and not (self.processing and self.processing.count)
+                if empty:
+                    for shard_id, seq in self.passed.items():
+                        if (self.checkpoints.get(shard_id) or -1) < seq:
+                            self.checkpoints.set(shard_id, seq)
             if self.config.redshift is not None:
                 self._copy_pending(now, force, report)
         return report
 
-    def _transform(self, records: list[fd.FirehoseRecord], report: dict[str, Any]) -> None:
+    def _transform(self, records: list[fd.FirehoseRecord], now: float, report: dict[str, Any]) -> None:
         try:
             invoker = self.invoker()
         except KeyError:
             invoker = None
         result = fd.transform(self.config, invoker, records)
-        try:
-            key = fd.write_errors(self.config, self.writer, result.failed)
-        except Exception as error:  # the error output cannot be written: transform again later
-            log.warning("firehose %s: writing failed records failed, will retry: %s", self.config.name, error)
-            report["Errors"].append(str(error))
-            assert self.processing is not None
-            self.processing.put_back(records, self.clock())
-            self.s3_retry_at = self.clock() + RETRY_DELAY_S
-            return
-        if key:
-            report["ErrorObjects"].append(key)
-        self.outgoing.add(result.ok, self.clock())
+        blobs: list[bytes] = []
+        change: Change = {"kind": "transformed", "take": {"processing": [r.record_id for r in records]}, "at": now,
+                          "put": [], "add": []}
+        failed = fd.error_object(self.config, result.failed)
+        if failed is not None:
+            change["put"].append([self.config.s3.bucket, failed[0], len(blobs)])
+            blobs.append(failed[1])
+        for record in result.ok:
+            change["add"].append([record.record_id, len(blobs), record.arrival, record.kinesis])
+            blobs.append(record.data)
+        if not self._commit(change, blobs, report, "processing"):
+            return  # the records wait in the Lambda stage: transformed again later
+        if failed is not None:
+            report["ErrorObjects"].append(failed[0])
         self._mark_passed(records)
 
     def _deliver(self, records: list[fd.FirehoseRecord], now: float, report: dict[str, Any]) -> None:
-        try:
-            if self.config.redshift is not None:
-                manifest = fd.stage_for_redshift(self.config, self.writer, records, self.journal, now)
-                report["Manifests"].append(manifest)
-                report["Objects"] += self.journal.batches[manifest]["objects"] if manifest else []
-            else:
-                report["Objects"].append(fd.write_data(self.config, self.writer, records))
-            report["Records"] += len(records)
-        except Exception as error:  # e.g. the bucket does not exist: AWS keeps retrying
-            log.warning("firehose %s: S3 delivery failed, will retry: %s", self.config.name, error)
-            report["Errors"].append(str(error))
-            self.outgoing.put_back(records, now)
-            self.s3_retry_at = now + RETRY_DELAY_S
+        bucket = self.config.s3.bucket
+        change: Change = {"kind": "delivered", "take": {"outgoing": [r.record_id for r in records]}, "at": now}
+        if self.config.redshift is not None:
+            key, body, manifest, listing = fd.redshift_objects(self.config, records)
+            change["put"] = [[bucket, key, 0], [bucket, manifest, 1]]
+            change["note"] = [[manifest, {"status": "staged", "first_attempt": now, "attempts": 0, "objects": [key]}]]
+            blobs = [body, listing]
+        else:
+            planned = fd.data_object(self.config, records)
+            assert planned is not None
+            key, manifest = planned[0], None
+            change["put"], blobs = [[bucket, key, 0]], [planned[1]]
+        if not self._commit(change, blobs, report, "outgoing"):
+            return  # the records stay buffered, due again after RETRY_DELAY_S
+        if manifest is not None:
+            report["Manifests"].append(manifest)
+        report["Objects"].append(key)
+        report["Records"] += len(records)
 
     def _copy_pending(self, now: float, force: bool, report: dict[str, Any]) -> None:
         for manifest in self.journal.pending():
             if not force and now < self.next_attempt.get(manifest, 0.0):
+                continue
+            if not self._staged(manifest):
                 continue
             outcome = fd.copy_once(self.config, self.warehouse, self.journal, manifest)
             if outcome == "copied":
@@ -226,9 +313,23 @@ class Pipeline:
             redshift = self.config.redshift
             assert redshift is not None
             if now - entry.get("first_attempt", now) >= redshift.retry_s:
-                report["ErrorManifests"].append(fd.give_up(self.config, self.writer, self.journal, manifest))
-                self.next_attempt.pop(manifest, None)
+                error_key, body = fd.error_manifest(self.config, self.journal, manifest)
+                change = {"kind": "gave-up", "at": now, "put": [[self.config.s3.bucket, error_key, 0]],
+                          "note": [[manifest, {"status": "failed", "error_manifest": error_key}]]}
+                if self._commit(change, [body], report):
+                    report["ErrorManifests"].append(error_key)
+                    self.next_attempt.pop(manifest, None)
             else:
                 log.warning("firehose %s: COPY failed, retrying: %s", self.config.name, outcome)
                 self.next_attempt[manifest] = now + RETRY_DELAY_S
 
+    def _staged(self, manifest: str) -> bool:
+        """Whether a batch noted as staged is in S3: a crash can come after the note and before its
+        change was durable; the change then never happened (its records are still buffered)."""
+        exists = getattr(self.writer, "exists", None)
+        if exists is None or exists(self.config.s3.bucket, manifest):
+            return True
+        log.warning("firehose %s: staged batch %s was lost with a crash before it was stored; its records are "
+                    "delivered again", self.config.name, manifest)
+        self.journal.record(manifest, status="lost")
+        return False
