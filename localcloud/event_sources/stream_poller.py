@@ -97,7 +97,8 @@ class StreamPoller:
         position = records[-1].seq
         window = self.windows.get(shard_id)
         if window is not None:
-            self.checkpoints.set_window(shard_id, window.saved(), position)
+            if self.checkpoints.positions.get(shard_id) != position:  # else its last invocation saved both
+                self.checkpoints.set_window(shard_id, window.saved(), position)
         else:
             self.checkpoints.set(shard_id, position)
         return position
