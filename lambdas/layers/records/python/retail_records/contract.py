@@ -84,6 +84,15 @@ def short(value: Any) -> str:
 def canonical(row: Any) -> dict[str, Any]:
     """The row as every store keeps it (texts as text, Quantity an int, UnitPrice a Decimal, InvoiceDate
     in the file's own format, CustomerID a digit string or None), or BadRow saying what is wrong."""
+    if type(row) is dict:
+        record = _canonical_text(row)
+        if record is not None:
+            return record
+    return _canonical_rules(row)
+
+
+def _canonical_rules(row: Any) -> dict[str, Any]:
+    """Every rule in turn, the first broken one named."""
     if not isinstance(row, dict):
         raise BadRow(f"a row must be a JSON object, got {type(row).__name__}")
     missing = [name for name in REQUIRED if _blank(row.get(name))]
@@ -102,6 +111,36 @@ def canonical(row: Any) -> dict[str, Any]:
         "CustomerID": customer_id(row.get("CustomerID")),
         "Country": _text(row["Country"], "Country"),
     }
+
+
+def _canonical_text(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The common case in one pass, the same answer as the rules below: every field text as the file has
+    it, nothing blank, long, replaced or out of range. None when in any doubt: the full rules decide, and
+    say why. (A CSV row or a posted file row costs half as much this way.)"""
+    get = row.get
+    invoice, code, description, quantity, date, price, customer, country = (
+        get("InvoiceNo"), get("StockCode"), get("Description"), get("Quantity"), get("InvoiceDate"),
+        get("UnitPrice"), get("CustomerID"), get("Country"))
+    if not (type(invoice) is str and type(code) is str and type(quantity) is str and type(date) is str
+            and type(price) is str and type(country) is str and (description is None or type(description) is str)
+            and (customer is None or type(customer) is str)):
+        return None
+    texts = (code, country, description or "")
+    if (not code.strip() or not country.strip() or max(map(len, texts)) > MAX_TEXT_CHARS
+            or any("\ufffd" in text for text in texts) or not INVOICE_RE.fullmatch(invoice)):
+        return None
+    number = quantity.strip()
+    if not INTEGER_RE.fullmatch(number) or abs(int(number)) > MAX_QUANTITY:
+        return None
+    try:
+        return {
+            "InvoiceNo": invoice, "StockCode": code,
+            "Description": description if description and description.strip() else None,
+            "Quantity": int(number), "InvoiceDate": invoice_date(date), "UnitPrice": unit_price(price),
+            "CustomerID": customer_id(customer), "Country": country,
+        }
+    except BadRow:
+        return None
 
 
 def _blank(value: Any) -> bool:
