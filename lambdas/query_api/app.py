@@ -5,7 +5,8 @@ Routes (Powertools APIGatewayRestResolver with validation; a malformed parameter
 - GET /customers/{customer_id}/invoices?limit=&next_token=: the customer's invoices by date, with
   totals, a page at a time (`next_token` is opaque: base64url of DynamoDB's LastEvaluatedKey);
   404 unknown customer, 400 not 5 digits;
-- GET /openapi.json: the resolver's OpenAPI document.
+- GET /openapi.json: the resolver's OpenAPI document: every answer's status code and body schema,
+  API Gateway's own refusals (401, 403) included, and the token the authorizer reads.
 
 Authorization: the API's Lambda authorizer (lambdas/customer_authorizer) puts `customerId` and `role`
 into requestContext.authorizer. Defence in depth, this function enforces it too: a customer reads only
@@ -31,16 +32,21 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger(service="query_api")
 dynamodb = boto3.client("dynamodb")
 app = APIGatewayRestResolver(enable_validation=True)
 
 CUSTOMER_INDEX = os.environ.get("CUSTOMER_INDEX", "GSI1")  # stream_to_dynamodb/schema.py
+# The document's (ECMA) \d is an ASCII digit; the validator's takes any Unicode digit ("٥٣٦٣٦٥"):
+# ascii_only() below refuses those as the pattern would.
 INVOICE_PATTERN = r"^[CA]?\d{6}$"
 CUSTOMER_PATTERN = r"^\d{5}$"
+MAX_TOKEN_CHARS = 1024  # an issued token is about 200; a longer one is refused before it is decoded
 ADMIN = "admin"
 _deserialize = TypeDeserializer().deserialize
 _serialize = TypeSerializer().serialize
@@ -59,6 +65,103 @@ def bad_parameter(error: RequestValidationError) -> Response:
     return Response(status_code=400, content_type=content_types.APPLICATION_JSON,
                     body=json.dumps({"statusCode": 400, "message": "invalid request parameters",
                                      "errors": problems}))
+
+
+# --------------------------------------------------------------------------------------------------
+# What the answers look like: documented in /openapi.json (the routes return plain dicts)
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the document says no other fields: a client may rely on it
+
+
+Number = int | float  # DynamoDB's numbers: whole ones as JSON integers
+
+
+class Totals(Document):
+    amount: Number
+    quantity: Number
+    lines: int
+
+
+class Line(Document):
+    record_id: str | None
+    stock_code: str | None
+    description: str | None
+    quantity: Number | None
+    unit_price: Number | None
+    amount: Number | None
+    invoice_date: str | None
+
+
+class Invoice(Document):
+    invoice_no: str
+    invoice_type: str | None
+    customer_id: str | None = Field(description="null for a guest sale")
+    country: str | None
+    invoice_date: str | None
+    invoice_time: str | None
+    totals: Totals
+    items: list[Line]
+
+
+class InvoiceSummary(Document):
+    invoice_no: str | None
+    invoice_type: str | None
+    invoice_date: str | None
+    invoice_time: str | None
+    country: str | None
+    total_amount: Number | None
+    total_quantity: Number | None
+    line_count: Number | None
+
+
+class InvoicePage(Document):
+    customer_id: str
+    invoices: list[InvoiceSummary]
+    next_token: str | None = Field(description="pass it back for the next page; null on the last")
+
+
+class ParameterProblem(Document):
+    parameter: str
+    message: str | None
+
+
+class Problem(Document):
+    """An error this function answers (Powertools' shape; `errors` names each malformed parameter)."""
+    statusCode: int
+    message: str
+    errors: list[ParameterProblem] | None = None
+
+
+class Refusal(Document):
+    """API Gateway's own answer: no or an expired token (401), a forged one or an unknown path (403)."""
+    message: str
+
+
+JSON = content_types.APPLICATION_JSON
+TOKEN_SCHEME = "customerToken"
+
+
+def answers(model: type[Document], *, ok: str, bad: str, forbidden: str, missing: str) -> dict[int, Any]:
+    """A route's documented responses: 200 with `model`, the function's errors, API Gateway's refusals."""
+    return {
+        200: {"description": ok, "content": {JSON: {"model": model}}},
+        400: {"description": bad, "content": {JSON: {"model": Problem}}},
+        401: {"description": "no token, or a malformed or expired one (API Gateway, from the authorizer)",
+              "content": {JSON: {"model": Refusal}}},
+        403: {"description": f"{forbidden}; or a token whose signature fails, or an unknown path (API Gateway)",
+              "content": {JSON: {"model": Problem | Refusal}}},
+        404: {"description": missing, "content": {JSON: {"model": Problem}}},
+    }
+
+
+def ascii_only(name: str, value: str) -> str:
+    """A path parameter that matched its pattern with non-ASCII digits: 400, as for any other mismatch."""
+    if not value.isascii():
+        raise RequestValidationError([{"loc": ("path", name), "type": "string_pattern_mismatch",
+                                       "msg": "String should match pattern with ASCII digits"}])
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,11 +192,12 @@ def caller() -> Caller:
 
 
 @app.get("/invoices/<invoice_no>", summary="An invoice with its lines and totals",
-         responses={200: {"description": "the invoice"}, 400: {"description": "malformed invoice number"},
-                    403: {"description": "not the caller's invoice"}, 404: {"description": "unknown invoice"}})
+         responses=answers(Invoice, ok="the invoice", bad="malformed invoice number",
+                           forbidden="not the caller's invoice", missing="unknown invoice"))
 def get_invoice(
     invoice_no: Annotated[str, Path(pattern=INVOICE_PATTERN, description="6 digits, optional C or A prefix")],
 ) -> dict[str, Any]:
+    ascii_only("invoice_no", invoice_no)
     who = caller()
     if not who.is_admin and who.customer_id is None:
         raise ForbiddenError("no caller identity from the authorizer")
@@ -106,13 +210,14 @@ def get_invoice(
 
 
 @app.get("/customers/<customer_id>/invoices", summary="A customer's invoices by date, a page at a time",
-         responses={200: {"description": "a page of invoices"}, 400: {"description": "malformed parameter"},
-                    403: {"description": "another customer's invoices"}, 404: {"description": "unknown customer"}})
+         responses=answers(InvoicePage, ok="a page of invoices", bad="malformed parameter or next_token",
+                           forbidden="another customer's invoices", missing="unknown customer"))
 def list_invoices(
     customer_id: Annotated[str, Path(pattern=CUSTOMER_PATTERN, description="5 digits")],
     limit: Annotated[int, Query(ge=1, le=100, description="invoices per page")] = 20,
     next_token: Annotated[str | None, Query(description="from the previous page's next_token")] = None,
 ) -> dict[str, Any]:
+    ascii_only("customer_id", customer_id)
     if not caller().may_read(customer_id):
         raise ForbiddenError(f"the invoices of customer {customer_id} are not yours")
     partition = f"CUSTOMER#{customer_id}"
@@ -133,9 +238,19 @@ def list_invoices(
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> dict[str, Any]:
-    return json.loads(app.get_openapi_json_schema(
+    document = json.loads(app.get_openapi_json_schema(
         title="Retail query API", version="1.0.0",
-        description="Invoices and customers' invoices from the serving table"))
+        description="Invoices and customers' invoices from the serving table",
+        security_schemes={TOKEN_SCHEME: APIKey(name="Authorization", in_=APIKeyIn.header,
+                                               description="Bearer <customer id or admin>.<expires>.<signature>")},
+        security=[{TOKEN_SCHEME: []}]))
+    # Powertools documents its 422 for invalid parameters; bad_parameter above answers 400 instead.
+    for path in document["paths"].values():
+        for operation in path.values():
+            operation["responses"].pop("422", None)
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        document.get("components", {}).get("schemas", {}).pop(unused, None)
+    return document
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,11 +320,13 @@ def encode_token(key: dict[str, Any]) -> str:
 def decode_token(token: str, partition: str) -> dict[str, Any]:
     """The ExclusiveStartKey of a token issued for this customer's list, or 400."""
     try:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ValueError("too long")
         key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: JSON nested too deep
         raise BadRequestError("next_token is not a token this API issued") from None
     expected = {"GSI1PK", "GSI1SK", "PK", "SK"}
     if (not isinstance(key, dict) or set(key) != expected or key.get("GSI1PK") != partition
-            or not all(isinstance(v, str) for v in key.values())):
+            or not all(isinstance(v, str) and v for v in key.values())):  # AWS refuses empty key values
         raise BadRequestError("next_token is not a token this API issued for this customer")
     return {name: _serialize(value) for name, value in key.items()}
