@@ -1,12 +1,14 @@
 """No client input breaks the ingestion API: malformed requests against the API notebook 02 builds
 (run headless under the prefix `hardening`), on both routes, get a 4xx with a message or a per-row
 rejection with a reason, never a 5xx, and the stream grows by exactly the rows the API accepted.
-A hypothesis property test posts the same generated row to both routes: same decision, same reason."""
+Hypothesis property tests post the same generated row to both routes (same decision, same reason, the
+same record on the stream) and generated batches (the stream gets exactly the rows the answer accepted)."""
 
 from __future__ import annotations
 
 import json
 import math
+import uuid
 from typing import Any, Iterator
 
 import pytest
@@ -40,6 +42,22 @@ class Api:
             return answer.status_code, answer.json()
         except ValueError:
             return answer.status_code, answer.text
+
+    def mark(self) -> dict[str, str]:
+        """A LATEST iterator of each shard: what is put after this call, read with since()."""
+        return {shard["ShardId"]: self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard["ShardId"],
+                                                                  ShardIteratorType="LATEST")["ShardIterator"]
+                for shard in self.kinesis.list_shards(StreamName=self.stream)["Shards"]}
+
+    def since(self, mark: dict[str, str]) -> list[dict[str, Any]]:
+        """The records put on the stream after mark(), decoded, shard by shard in order."""
+        found = []
+        for iterator in mark.values():
+            while iterator:
+                page = self.kinesis.get_records(ShardIterator=iterator, Limit=10000)
+                found += [json.loads(record["Data"]) for record in page["Records"]]
+                iterator = page.get("NextShardIterator") if page["Records"] else None
+        return found
 
     def records(self) -> int:
         """Every record on the stream, read from the start of each shard."""
@@ -213,7 +231,7 @@ def rows(draw: Any) -> dict[str, Any]:
 @given(row=rows())
 def test_both_routes_accept_and_refuse_the_same_rows(api: Api, row: dict[str, Any]):
     body = json.dumps(row, allow_nan=True)
-    before = api.records()
+    mark = api.mark()
     batch_status, batch = api.post("batch", body)
     row_status, one = api.post("row", body)
     assert batch_status == 200, batch
@@ -224,9 +242,28 @@ def test_both_routes_accept_and_refuse_the_same_rows(api: Api, row: dict[str, An
         reason = batch["rejected"][0]["reason"]
         assert row_status == 400 and one["message"] == f"[BadRequest] no row accepted: row 0: {' '.join(reason.split())}", \
             (row, batch, one)
-    assert api.records() == before + 2 * batch["accepted"]
+    added = api.since(mark)  # the row once per route, as the same record, or nothing
+    assert len(added) == 2 * batch["accepted"] and all(record == added[0] for record in added), (row, added)
     price = row.get("UnitPrice")
     assert not batch["accepted"] or not (isinstance(price, float) and not math.isfinite(price))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(batch=st.lists(rows(), min_size=1, max_size=6))
+def test_the_stream_gets_exactly_the_accepted_rows_of_a_batch(api: Api, batch: list[dict[str, Any]]):
+    """Each row carries its own record_id: the records the request added are those of the rows the
+    answer accepted, each once, and none of a rejected row."""
+    nonce = uuid.uuid4().hex[:12]
+    tagged = [row | {"record_id": f"prop-{nonce}-{index}"} for index, row in enumerate(batch)]
+    mark = api.mark()
+    status, answer = api.post("batch", json.dumps(tagged, allow_nan=True))
+    assert status == 200 and answer["failed"] == 0, answer
+    rejected = {refusal["index"] for refusal in answer["rejected"]}
+    assert answer["accepted"] + len(rejected) == len(tagged) and rejected <= set(range(len(tagged))), answer
+    added = sorted(record["record_id"] for record in api.since(mark))
+    assert added == sorted(row["record_id"] for index, row in enumerate(tagged) if index not in rejected), \
+        (added, answer)
 
 
 @pytest.mark.parametrize("levels", [500, 950, 990, 1000, 1500, 5000])
