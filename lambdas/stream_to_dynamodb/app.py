@@ -53,6 +53,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from botocore.exceptions import ClientError
 from retail_records import documents
+from retail_records import quarantine as quarantine_writer
 from retail_records.documents import Line
 
 logger = logging.getLogger()
@@ -67,7 +68,6 @@ processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 BATCH_WRITE_SIZE = documents.BATCH_WRITE_SIZE
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
-SQS_BATCH, SQS_MAX_BYTES = 10, 256 * 1024
 RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
              "InternalServerError"}
 
@@ -221,42 +221,7 @@ def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float]
 # Quarantine
 
 
-def quarantine_message(bad: Bad) -> str:
-    kinesis = bad.record.get("kinesis", {})
-    message = {
-        "source": "stream_to_dynamodb", "reason": bad.reason, "eventID": bad.record.get("eventID"),
-        "eventSourceARN": bad.record.get("eventSourceARN"),
-        "shardId": str(bad.record.get("eventID", "")).split(":", 1)[0],
-        "sequenceNumber": kinesis.get("sequenceNumber"), "partitionKey": kinesis.get("partitionKey"),
-        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"), "data": kinesis.get("data"),
-    }
-    text = json.dumps(message, default=str)
-    if len(text.encode()) > SQS_MAX_BYTES:
-        message.update(data=None, dataTruncated=True)
-        text = json.dumps(message, default=str)
-    return text
-
-
 def quarantine(queue_url: str, bad: list[Bad]) -> list[str]:
-    """SendMessageBatch (10 and 256 KB a call); sequence numbers that could not be quarantined."""
-    bodies = [quarantine_message(b) for b in bad]
-    sequences = [b.record["kinesis"]["sequenceNumber"] for b in bad]
-    groups: list[list[int]] = []
-    size = 0
-    for index, body in enumerate(bodies):
-        if not groups or len(groups[-1]) >= SQS_BATCH or size + len(body.encode()) > SQS_MAX_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(index)
-        size += len(body.encode())
-    failed: list[str] = []
-    for group in groups:
-        try:
-            answer = sqs.send_message_batch(
-                QueueUrl=queue_url, Entries=[{"Id": str(i), "MessageBody": bodies[i]} for i in group])
-        except Exception:  # noqa: BLE001
-            logger.exception("could not quarantine %d records", len(group))
-            failed += [sequences[i] for i in group]
-            continue
-        failed += [sequences[int(f["Id"])] for f in answer.get("Failed", [])]
-    return failed
+    """The layer's quarantine writer; the sequence numbers that could not be quarantined."""
+    bodies = [quarantine_writer.stream_message("stream_to_dynamodb", b.record, b.reason) for b in bad]
+    return [bad[i].record["kinesis"]["sequenceNumber"] for i in quarantine_writer.send(sqs, queue_url, bodies)]

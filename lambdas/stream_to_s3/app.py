@@ -34,6 +34,7 @@ from typing import Any
 
 import boto3
 import retail_records as contract  # the record contract, from the layer the deploy step attaches
+from retail_records import quarantine as quarantine_writer
 
 logger = logging.getLogger()
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -42,8 +43,6 @@ s3 = boto3.client("s3")
 sqs = boto3.client("sqs")
 
 PREFIX = os.environ.get("RAW_PREFIX", "raw")
-SQS_BATCH = 10
-SQS_MAX_BYTES = 256 * 1024
 
 
 class Invalid(ValueError):
@@ -195,54 +194,7 @@ def write_partitions(batch: Batch, bucket: str) -> list[str]:
     return failed
 
 
-def quarantine_message(item: Quarantined, source: str = "stream_to_s3") -> str:
-    """What an operator needs to find and replay the record: raw data, why, where it came from."""
-    kinesis = item.record.get("kinesis", {})
-    message = {
-        "source": source,
-        "reason": item.reason,
-        "eventID": item.record.get("eventID"),
-        "eventSourceARN": item.record.get("eventSourceARN"),
-        "shardId": shard_of(item.record),
-        "sequenceNumber": kinesis.get("sequenceNumber"),
-        "partitionKey": kinesis.get("partitionKey"),
-        "approximateArrivalTimestamp": kinesis.get("approximateArrivalTimestamp"),
-        "data": kinesis.get("data"),
-    }
-    text = json.dumps(message)
-    if len(text.encode()) > SQS_MAX_BYTES:  # a 1 MB Kinesis record does not fit an SQS message
-        message["data"] = None
-        message["dataTruncated"] = True
-        text = json.dumps(message)
-    return text
-
-
-def sqs_chunks(bodies: list[str]) -> list[list[int]]:
-    """Indexes grouped in SendMessageBatch calls: at most 10 messages and 256 KB together."""
-    groups: list[list[int]] = []
-    size = 0
-    for index, body in enumerate(bodies):
-        length = len(body.encode())
-        if not groups or len(groups[-1]) >= SQS_BATCH or size + length > SQS_MAX_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(index)
-        size += length
-    return groups
-
-
 def quarantine(items: list[Quarantined], queue_url: str) -> list[str]:
-    """SendMessageBatch (10 / 256 KB a call); the sequence numbers that could not be quarantined."""
-    bodies = [quarantine_message(item) for item in items]
-    sequence = [item.record["kinesis"]["sequenceNumber"] for item in items]
-    failed: list[str] = []
-    for group in sqs_chunks(bodies):
-        entries = [{"Id": str(i), "MessageBody": bodies[i]} for i in group]
-        try:
-            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        except Exception:  # noqa: BLE001 - Lambda retries these records
-            logger.exception("could not quarantine %d records", len(group))
-            failed += [sequence[i] for i in group]
-            continue
-        failed += [sequence[int(f["Id"])] for f in answer.get("Failed", [])]
-    return failed
+    """The layer's quarantine writer; the sequence numbers that could not be quarantined."""
+    bodies = [quarantine_writer.stream_message("stream_to_s3", item.record, item.reason) for item in items]
+    return [items[i].record["kinesis"]["sequenceNumber"] for i in quarantine_writer.send(sqs, queue_url, bodies)]

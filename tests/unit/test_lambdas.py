@@ -732,7 +732,7 @@ def test_stream_to_dynamodb_refuses_numbers_dynamodb_cannot_store(to_ddb: Module
            "InvoiceDate": "12/1/2010 8:26", "record_id": "r#1"}
     record = synthetic_event([json.dumps(row).encode()])["Records"][0]
     assert to_ddb.decode(record).amount == Decimal("7.65")
-    for price in ("1." + "1" * 40, "9" * 37 + ".9"):  # the price itself; then the amount (3 x) grows past 38
+    for price in ("1." + "1" * 40, "9." + "9" * 37):  # the price itself; then the amount (3 x) grows past 38
         bad = synthetic_event([json.dumps(row | {"UnitPrice": price}).encode()])["Records"][0]
         with pytest.raises(to_ddb.Invalid, match="DynamoDB"):
             to_ddb.decode(bad)

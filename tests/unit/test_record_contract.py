@@ -73,7 +73,7 @@ def test_the_layer_zip_is_the_folder_under_python_and_deterministic():
     data = packaging.package_layer_folder(RECORDS_LAYER)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert names == ["python/retail_records/__init__.py", "python/retail_records/contract.py",
-                     "python/retail_records/documents.py"]
+                     "python/retail_records/documents.py", "python/retail_records/quarantine.py"]
     assert packaging.package_layer_folder(RECORDS_LAYER) == data
     with pytest.raises(packaging.PackagingError, match="no python/ folder"):
         packaging.package_layer_folder(LAMBDAS_DIR / "ingest_api")
