@@ -81,7 +81,8 @@ AWS_CALLS: dict[str, list[str]] = {
         r"\.delete_event_source_mapping\(", r"\.delete_function\(", r"\.delete_table\(",
     ],
     "05_query_api": [
-        r"\.put_parameter\(", r"\.create_function\(", r"\.create_rest_api\(", r"\.create_authorizer\(",
+        r"\.put_parameter\(", r"\.create_function\(", r'"Layers": layers', r'layers=\[built\["records_layer"\]\]',
+        r"\.create_rest_api\(", r"\.create_authorizer\(",
         r"\.create_resource\(", r'\.put_method\([^)]*authorizationType="CUSTOM"', r"\.put_integration\(",
         r"\.add_permission\(", r"\.create_deployment\(",
         r"\.delete_rest_api\(", r"\.delete_function\(", r"\.delete_parameter\(",

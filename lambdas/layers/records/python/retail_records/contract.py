@@ -38,11 +38,13 @@ from typing import Any, Iterable
 COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
 REQUIRED = ("InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "Country")
 DATE_FORMAT = "%m/%d/%Y %H:%M"  # the file's "12/1/2010 8:26"
-INVOICE_PATTERN = r"[CA]?\d{6}"  # C: cancellation, A: bad-debt adjustment
-PRODUCT_CODE_PATTERN = r"\d{5}[A-Za-z]*"  # anything else is postage, a fee, a manual line...
-INTEGER_PATTERN = r"[+-]?\d{1,18}"  # at most 18 digits: always fits int64
-NUMBER_PATTERN = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-CUSTOMER_PATTERN = r"\d+"
+# [0-9], not \d: Python's \d also takes other scripts' digits ("٥٣٦٣٦٥"); the patterns mean the same in
+# Python, pandas and an OpenAPI document (ECMA-262), where \d is ASCII.
+INVOICE_PATTERN = r"[CA]?[0-9]{6}"  # C: cancellation, A: bad-debt adjustment
+PRODUCT_CODE_PATTERN = r"[0-9]{5}[A-Za-z]*"  # anything else is postage, a fee, a manual line...
+INTEGER_PATTERN = r"[+-]?[0-9]{1,18}"  # at most 18 digits: always fits int64
+NUMBER_PATTERN = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+CUSTOMER_PATTERN = r"[0-9]+"
 INVOICE_RE, INTEGER_RE, CUSTOMER_RE = (re.compile(p) for p in (INVOICE_PATTERN, INTEGER_PATTERN, CUSTOMER_PATTERN))
 
 MAX_TEXT_CHARS = 1000
@@ -188,7 +190,7 @@ def unit_price(value: Any) -> Decimal:
     """An exact, finite Decimal within +-MAX_UNIT_PRICE that DynamoDB can hold (negative prices are the
     file's bad-debt adjustments)."""
     if isinstance(value, bool) or isinstance(value, (dict, list)) \
-            or (isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
+            or (isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not value.isascii())):
         raise BadRow(reason("UnitPrice", value, NOT_NUMBER))
     try:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(str(value))
@@ -224,6 +226,8 @@ def invoice_date(value: Any) -> str:
 
 @lru_cache(maxsize=65536)
 def _text_date(text: str) -> str:
+    if not text.isascii():  # strptime would read other scripts' digits
+        raise BadRow(reason("InvoiceDate", text, NOT_DATE))
     try:
         moment = parse_date(text)
     except ValueError:
