@@ -10,6 +10,8 @@ few of its functions. Everything they touch is listed here, so a moto upgrade is
   checks all of it at once (the test suite does), at the cost of importing every moto service used.
 - `replace(target, make)` is the only way to patch moto: `make(original)` returns the replacement, and the
   returned function undoes it. Targets are named in `TARGETS` with their expected parameters.
+- `CLOCK_READS` lists where moto reads the clock itself (besides its `utcnow` helper); `clock.install`
+  routes every read to the journal's clock, so a replayed request reads the times it read first.
 - Names are imported lazily (`from localcloud.motoapi import kinesis_backends`), so importing the facade
   costs nothing until a name is used.
 
@@ -120,6 +122,8 @@ TARGETS: dict[str, Target] = {
     # persistence: moto's random draws are recorded with each journaled request and drawn again on replay
     "random.getrandbits": _t("moto.moto_api._internal.moto_random:MotoRandom.getrandbits", "self", "k"),
     "random.random": _t("moto.moto_api._internal.moto_random:MotoRandom.random", "self"),
+    # persistence: moto's clock helper (its other reads are CLOCK_READS), recorded and replayed the same way
+    "clock.utcnow": _t("moto.core.utils:utcnow"),
     # notifications: S3 events and SNS deliveries run functions through the Lambda runtime
     "s3.get_s3_event": _t("moto.s3.notifications:_get_s3_event", "event_name", "bucket", "key", "notification_id"),
     "s3.invoke_awslambda": _t("moto.s3.notifications:_invoke_awslambda", "account_id", "event_body", "fn_arn",
@@ -195,6 +199,61 @@ TARGETS: dict[str, Target] = {
 }
 
 
+@dataclass(frozen=True)
+class ClockRead:
+    """A moto module global through which that module reads the clock itself, not through moto's
+    `utcnow` helper: `holds` is what the global is ("datetime module", "datetime class", "time module"
+    or "time function"); motoapi/clock.py replaces it with a stand-in reading the journal's clock."""
+
+    module: str
+    name: str
+    holds: str
+
+    def expected(self) -> Any:
+        import datetime as datetime_module
+        import time as time_module
+
+        return {"datetime module": datetime_module, "datetime class": datetime_module.datetime,
+                "time module": time_module, "time function": time_module.time}[self.holds]
+
+    def check(self, module: Any) -> Any:
+        """The global's current value; MotoVersionError if it is not what this entry says."""
+        current = getattr(module, self.name, None)
+        if current is not self.expected():
+            raise MotoVersionError(f"{self.module}.{self.name} is {current!r}, not the {self.holds} "
+                                   f"whose clock reads the journal replays")
+        return current
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.name} ({self.holds})"
+
+
+# persistence: where moto reads the clock while it applies a request, besides its `utcnow` helper
+# (TARGETS["clock.utcnow"]), in the moto packages of CLOCK_SERVICES (grep of moto 5.2.6; test_motoapi
+# reads their source for `datetime.now()`, `time.time()`... and fails on a read missing here). The journal
+# records what they read and replays it, so times survive a crash. Not listed: moto_api's ManagedState
+# (status transitions compare the live clock; they store no time a response shows).
+CLOCK_SERVICES: tuple[str, ...] = (
+    "core", "apigateway", "apigatewayv2", "athena", "awslambda", "cloudwatch", "comprehend", "dynamodb",
+    "dynamodbstreams", "events", "firehose", "glue", "iam", "kinesis", "kms", "logs", "redshift", "redshiftdata",
+    "s3", "secretsmanager", "sns", "sqs", "ssm", "sts")
+CLOCK_READS: tuple[ClockRead, ...] = (
+    ClockRead("moto.s3.models", "datetime", "datetime module"),  # a bucket's CreationDate; access log names
+    ClockRead("moto.apigateway.models", "time", "time module"),  # createdDate of REST APIs, deployments, keys
+    ClockRead("moto.apigateway.models", "datetime", "datetime class"),  # an export's version
+    ClockRead("moto.apigatewayv2.models", "datetime", "datetime class"),  # createdDate of APIs, stages
+    ClockRead("moto.awslambda.models", "time", "time module"),  # moto's own Kinesis delivery (replaced)
+    ClockRead("moto.awslambda.models", "datetime", "datetime class"),  # zip2tar's local offset
+    ClockRead("moto.cloudwatch.models", "datetime", "datetime class"),  # a dashboard's LastModified
+    ClockRead("moto.firehose.models", "time", "time function"),  # an HTTP endpoint delivery's timestamp
+    ClockRead("moto.redshift.models", "datetime", "datetime class"),  # snapshot ids, logging status
+    ClockRead("moto.redshiftdata.models", "datetime", "datetime class"),  # a statement's CreatedAt
+    ClockRead("moto.athena.models", "time", "time module"),  # executions' and data catalogs' times
+    ClockRead("moto.athena.models", "datetime", "datetime class"),  # a prepared statement's LastModifiedTime
+    ClockRead("moto.secretsmanager.models", "time", "time module"),  # a secret's CreatedDate, versions
+)
+
+
 # Shapes of moto's records that changed between releases, read in one place. moto 5.2.6 keeps a Kinesis
 # record's data as raw bytes and its arrival as a naive UTC datetime (5.2.5: base64 text, epoch float).
 def kinesis_record_bytes(record: Any) -> bytes:
@@ -255,6 +314,13 @@ def problems(everything: bool = False) -> list[str]:
         have = parameters_of(current)
         if have[: len(target.parameters)] != target.parameters:
             found.append(f"patch {key}: {target} takes {have}, the patch was written for {target.parameters}")
+    for site in CLOCK_READS if everything else ():
+        try:
+            module = importlib.import_module(site.module)
+            if not getattr(getattr(module, site.name, None), "__localcloud_patch__", False):
+                site.check(module)
+        except (ImportError, MotoVersionError) as error:
+            found.append(f"clock read {site}: {error}")
     return found
 
 

@@ -8,8 +8,9 @@ waits outside the lock until its record is durable (`wait`), and one fsync serve
 waiting meanwhile (group commit, wal.py). At start the records after the last snapshot's LSN are
 replayed through moto in that order. The random numbers moto drew for a request (ids of REST APIs,
 event source mappings, multipart uploads...) are recorded with it and drawn again on replay, so later
-requests naming those ids still find them. Read-only requests (Describe/Get/List/Query/Scan/Receive...,
-any GET/HEAD) are not journaled.
+requests naming those ids still find them; so are the times moto read (clock.py: a Kinesis record's
+arrival, an object's LastModified), so a replayed write keeps the times it was acknowledged with.
+Read-only requests (Describe/Get/List/Query/Scan/Receive..., any GET/HEAD) are not journaled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from localcloud import motoapi
+from localcloud.persistence import clock
 from localcloud.persistence.wal import GroupCommitLog, JournalError, policy
 
 log = logging.getLogger("localcloud.persistence")
@@ -40,7 +42,8 @@ HEADER = struct.Struct(">I")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 JOURNALED = "localcloud_journaled"  # attribute of an executor's claimed WSGI app: see `journaled`
 
-__all__ = ["JOURNALED", "Journal", "JournalError", "ReplayReport", "is_mutating", "journaled", "operation", "policy"]
+__all__ = ["JOURNALED", "Journal", "JournalError", "ReplayReport", "Tape", "is_mutating", "journaled", "operation",
+           "policy"]
 
 
 def journaled(app: WSGIApp) -> WSGIApp:
@@ -90,9 +93,9 @@ def _recorded(kind: str) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         def draw(self: Any, *args: Any) -> Any:
             play = getattr(_TAPE, "play", None)
-            if play:
-                entry = play.popleft()
-                if entry[0] == kind and list(entry[1:-1]) == list(args):
+            if play is not None:
+                entry = play.popleft() if play else None  # None: more draws than the request made
+                if entry is not None and entry[0] == kind and list(entry[1:-1]) == list(args):
                     return entry[-1]
                 _TAPE.diverged = True  # the request drew differently this time: moto's own draws from here
                 _TAPE.play = None
@@ -110,8 +113,11 @@ _installed: list[Callable[[], None]] = []
 
 def _install_tape() -> None:
     if not _installed:
+        from localcloud.motoapi import clock as moto_clock
+
         _installed.append(motoapi.replace("random.getrandbits", _recorded("b")))
         _installed.append(motoapi.replace("random.random", _recorded("f")))
+        _installed.append(moto_clock.install(clock.read))
 
 
 def _uninstall_tape() -> None:
@@ -124,13 +130,27 @@ def _uninstall_tape() -> None:
 
 
 @dataclass
+class Tape:
+    """What moto drew and read while applying one request: its random draws and its clock reads."""
+
+    draws: list[Any]
+    clock: clock.Recording
+
+
+@dataclass
 class ReplayReport:
-    """What a replay did; `mismatched` lists requests answered differently than before the crash."""
+    """What a replay did; `mismatched` lists requests answered differently than before the crash,
+    `divergences` those that drew other random numbers or read other clock values than they recorded."""
 
     replayed: int = 0
     seconds: float = 0.0
     mismatched: list[str] = field(default_factory=list)
-    diverged: int = 0  # requests whose random draws differed (ids may differ from the ones acknowledged)
+    divergences: list[str] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> int:
+        """Requests whose ids or times may differ from the ones acknowledged."""
+        return len(self.divergences)
 
     def as_dict(self) -> dict[str, Any]:
         return {"replayed": self.replayed, "seconds": round(self.seconds, 3),
@@ -155,21 +175,22 @@ class Journal:
         return self.log.next_lsn - 1
 
     @contextlib.contextmanager
-    def applying(self) -> Iterator[list[Any]]:
-        """Hold the apply lock and record moto's random draws of this thread; yields the draws."""
+    def applying(self) -> Iterator[Tape]:
+        """Hold the apply lock and record moto's random draws and clock reads of this thread."""
         draws: list[Any] = []
-        with self.apply_lock:
+        with self.apply_lock, clock.recording() as times:
             _TAPE.record = draws
             try:
-                yield draws
+                yield Tape(draws, times)
             finally:
                 _TAPE.record = None
 
-    def append(self, environ: dict[str, Any], body: bytes, status: int, draws: list[Any]) -> int:
+    def append(self, environ: dict[str, Any], body: bytes, status: int, tape: Tape) -> int:
         """The request as moto saw it (call inside `applying()`); its lsn."""
         kept = {key: value for key, value in environ.items()
                 if isinstance(value, str) and not key.startswith(("wsgi.", "werkzeug."))}
-        header = json.dumps({"env": kept, "status": status, "draws": draws}, separators=(",", ":")).encode()
+        header = json.dumps({"env": kept, "status": status, "draws": tape.draws, "clock": tape.clock.encoded()},
+                            separators=(",", ":")).encode()
         return self.log.append(HEADER.pack(len(header)) + header + body)
 
     def wait(self, lsn: int) -> None:
@@ -188,7 +209,7 @@ class Journal:
             answer["status"], answer["headers"] = status, headers
             return answer.setdefault("written", []).append
 
-        with self.applying() as draws:
+        with self.applying() as tape:
             result = app(environ, capture)
             try:
                 chunks = [*answer.get("written", []), *result]
@@ -197,7 +218,7 @@ class Journal:
                 if close is not None:
                     close()
             code = int(answer["status"].split(" ", 1)[0])
-            lsn = self.append(environ, body, code, draws)
+            lsn = self.append(environ, body, code, tape)
         if code < 400:  # an error answer promises nothing; its record still keeps the apply order
             self.wait(lsn)
         start_response(answer["status"], answer["headers"])
@@ -236,7 +257,8 @@ class Journal:
         return chunks
 
     def replay(self, app: WSGIApp, after: int) -> ReplayReport:
-        """Apply every record after lsn `after` through `app`, in order, with the draws they made."""
+        """Apply every record after lsn `after` through `app`, in order, with the draws and clock reads
+        they made."""
         report = ReplayReport()
         started = time.perf_counter()
         for lsn, payload in self.log.records(after):
@@ -257,29 +279,38 @@ class Journal:
                 return lambda data: None
 
             _TAPE.play, _TAPE.diverged = collections.deque(header["draws"]), False
+            times: clock.Playback | None = None
             try:
-                result = app(environ, capture)
-                for _ in result:
-                    pass
-                getattr(result, "close", lambda: None)()
+                with clock.playing(header.get("clock")) as times:
+                    result = app(environ, capture)
+                    for _ in result:
+                        pass
+                    getattr(result, "close", lambda: None)()
                 code = int(answer.get("status", "500").split(" ", 1)[0])
             except Exception as error:  # noqa: BLE001 - one request must not stop the others
                 log.exception("replay of journal record %d failed", lsn)
                 code = 500
                 answer["status"] = f"500 {type(error).__name__}"
             finally:
-                _TAPE.play = None
+                left, _TAPE.play = _TAPE.play, None  # draws the replay did not make: it diverged too
             report.replayed += 1
-            report.diverged += bool(getattr(_TAPE, "diverged", False))
+            request = (f"lsn {lsn} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')} "
+                       f"{operation(environ, body) or ''}")
+            differs = [text for text in ("random draws differ" if _TAPE.diverged or left else None,
+                                         times.finish() if times is not None else "clock record unreadable") if text]
+            if differs:
+                report.divergences.append(f"{request}: {', '.join(differs)}")
             if (code < 400) != (header["status"] < 400):
-                report.mismatched.append(f"lsn {lsn} {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')} "
-                                         f"{operation(environ, body) or ''}: {header['status']} before, "
-                                         f"{answer.get('status')} on replay")
+                report.mismatched.append(f"{request}: {header['status']} before, {answer.get('status')} on replay")
         report.seconds = time.perf_counter() - started
         if report.mismatched:
             log.error("journal replay: %d of %d requests answered differently than before the crash "
                       "(their effect may be missing):\n%s", len(report.mismatched), report.replayed,
                       "\n".join(report.mismatched[:20]))
+        if report.divergences:
+            log.error("journal replay: %d of %d requests drew other random numbers or read other times than "
+                      "when they were acknowledged (their ids or times may differ):\n%s", report.diverged,
+                      report.replayed, "\n".join(report.divergences[:20]))
         return report
 
 

@@ -413,3 +413,133 @@ def test_an_executor_opts_its_state_changing_route_into_the_journal_and_not_its_
     restarted.replay()
     assert after == [b"v1"] and restarted.replay_report.replayed == 1
     restarted.journal.close()  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------------------------------
+# the clock moto reads, recorded with each journaled request and read again on replay
+
+
+def test_clock_reads_are_recorded_compactly_and_answered_again_in_order() -> None:
+    from localcloud.persistence import clock
+
+    with clock.recording() as recorded:
+        first = [clock.read(kind) for kind in "uunt"]
+    assert clock.active() is None
+    encoded = recorded.encoded()
+    assert encoded[:2] == ["uunt", first[0]] and encoded[2:] == [b - a for a, b in zip(first, first[1:])]
+    assert all(0 <= step < 1_000_000 for step in encoded[2:])  # differences of microseconds, not whole times
+    time.sleep(0.01)
+    with clock.playing(json.loads(json.dumps(encoded))) as played:  # as the journal stores it
+        assert [clock.read(kind) for kind in "uunt"] == first
+    assert played.finish() is None
+    with clock.recording() as nothing:
+        pass
+    assert nothing.encoded() == [""]
+
+
+@pytest.mark.parametrize("replayed, problem", [
+    ("uu", "clock: 2 of the 3 recorded reads were read"),  # the replay read less than the request did
+    ("uunu", "clock read 4 ('u') is past the 3 the journal holds"),  # more
+    ("utn", "clock read 2 is 't' where the journal has 'u'"),  # another kind of read: another path through moto
+])
+def test_a_replay_that_reads_the_clock_differently_is_told_and_reads_the_live_clock(replayed: str,
+                                                                                      problem: str) -> None:
+    from localcloud.persistence import clock
+
+    with clock.recording() as recorded:
+        for kind in "uun":
+            clock.read(kind)
+    time.sleep(0.01)
+    with clock.playing(recorded.encoded()) as played:
+        values = [clock.read(kind) for kind in replayed]
+    assert played.finish() == problem
+    matching = next((at for at, kind in enumerate(replayed) if at >= 3 or kind != "uun"[at]), len(replayed))
+    assert values[:matching] == recorded.values[:matching]
+    assert all(value > recorded.values[-1] + 5_000 for value in values[matching:])  # live from there on
+
+
+def test_other_threads_read_the_live_clock_while_a_request_records() -> None:
+    import threading
+
+    from localcloud.persistence import clock
+
+    seen: list[object] = []
+    with clock.recording() as recorded:
+        clock.read("u")
+        thread = threading.Thread(target=lambda: seen.append((clock.active(), clock.read("u"))))
+        thread.start()
+        thread.join()
+    assert len(recorded.values) == 1 and seen[0][0] is None
+
+
+def _timed_app(times: list[Any], extra_reads: int = 0, draws: int = 0) -> Any:
+    """A request that keeps the times moto's helpers give it (what a model does in __init__), and draws
+    `draws` of moto's random numbers."""
+    import importlib
+
+    from localcloud.motoapi import mock_random
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        kinesis, core = importlib.import_module("moto.kinesis.models"), importlib.import_module("moto.core.utils")
+        times.append((kinesis.utcnow(), core.unix_time_millis(), *[mock_random.getrandbits(64) for _ in range(draws)]))
+        for _ in range(extra_reads):
+            core.utcnow()
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+    return app
+
+
+def test_a_replayed_request_reads_the_times_it_read_when_acknowledged(tmp_path: Path) -> None:
+    from localcloud.persistence.journal import Journal
+
+    journal = Journal(tmp_path, "fsync")
+    acknowledged: list[Any] = []
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "HTTP_X_AMZ_TARGET": "Kinesis_20131202.PutRecords"}
+    for _ in range(3):
+        journal.serve(_timed_app(acknowledged), dict(environ), b"{}", lambda *a: None)
+    journal.log.sync()
+    journal.close()
+    time.sleep(0.01)
+
+    reopened = Journal(tmp_path, "fsync")
+    replayed: list[Any] = []
+    report = reopened.replay(_timed_app(replayed), after=0)
+    assert replayed == acknowledged and report.replayed == 3 and report.as_dict()["diverged"] == 0
+    live: list[Any] = []
+    _timed_app(live)(environ, lambda *a: None)  # outside a journaled request: the live clock
+    assert live[0] > acknowledged[-1]
+
+    report = reopened.replay(_timed_app([], extra_reads=1), after=2)  # the replay takes another path
+    assert report.as_dict()["diverged"] == 1 and report.as_dict()["mismatched"] == 0
+    assert report.divergences == ["lsn 3 POST / PutRecords: clock read 3 ('u') is past the 2 the journal holds"]
+    reopened.close()
+
+
+def test_a_record_journaled_before_times_were_recorded_replays_on_the_live_clock(tmp_path: Path) -> None:
+    from localcloud.persistence.journal import HEADER, Journal
+
+    journal = Journal(tmp_path, "fsync")
+    header = json.dumps({"env": {"REQUEST_METHOD": "POST", "PATH_INFO": "/"}, "status": 200, "draws": []}).encode()
+    journal.log.wait(journal.log.append(HEADER.pack(len(header)) + header))
+    started = time.time()
+    replayed: list[Any] = []
+    report = journal.replay(_timed_app(replayed), after=0)
+    assert report.replayed == 1 and report.diverged == 0 and replayed[0][1] >= started * 1000 - 1
+    journal.close()
+
+
+@pytest.mark.parametrize("recorded, replayed", [(1, 2), (2, 1), (0, 1)])
+def test_a_replay_that_draws_other_random_numbers_than_it_recorded_is_reported(
+        tmp_path: Path, recorded: int, replayed: int) -> None:
+    from localcloud.persistence.journal import Journal
+
+    journal = Journal(tmp_path, "fsync")
+    acknowledged: list[Any] = []
+    journal.serve(_timed_app(acknowledged, draws=recorded), {"REQUEST_METHOD": "POST", "PATH_INFO": "/"}, b"",
+                  lambda *a: None)
+    again: list[Any] = []
+    same = journal.replay(_timed_app(again, draws=recorded), after=0)
+    assert again == acknowledged and same.diverged == 0  # ids and times as acknowledged
+    other = journal.replay(_timed_app([], draws=replayed), after=0)
+    assert other.divergences == ["lsn 1 POST / : random draws differ"]
+    journal.close()
