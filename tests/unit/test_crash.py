@@ -288,7 +288,7 @@ def test_every_acknowledged_write_survives_a_kill_9_exactly_once_and_nothing_is_
 
     assert lifecycle.up(port) == endpoint  # same port, stale pidfile and all
     journal = json.loads(urllib.request.urlopen(f"{endpoint}/_localcloud/health", timeout=10).read())["journal"]
-    assert journal["replayed"] > 0 and journal["mismatched"] == 0, journal
+    assert journal["replayed"] > 0 and journal["mismatched"] == 0 and journal["diverged"] == 0, journal
 
     kinesis, dynamodb, s3 = (_client(endpoint, s) for s in ("kinesis", "dynamodb", "s3"))
     for kind, stored in (("direct", _stream_values(kinesis, "direct")),
@@ -390,3 +390,82 @@ def test_async_invocations_accepted_before_a_crash_run_after_it(cloud: tuple[int
 def _bucket_keys_of(s3: Any, bucket: str) -> list[str]:
     return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
             for item in page.get("Contents", [])]
+
+
+# No periodic snapshot: every write of the test below is in the journal when the server is killed.
+JOURNAL_ONLY = {**ENV, "RETAIL_LOCALCLOUD_SNAPSHOT_S": "0"}
+
+
+def _write_what_has_times(endpoint: str) -> None:
+    """Resources and data whose times moto sets when it applies the write."""
+    kinesis, s3, dynamodb, sqs = (_client(endpoint, s) for s in ("kinesis", "s3", "dynamodb", "sqs"))
+    kinesis.create_stream(StreamName="timed", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="timed", WaiterConfig={"Delay": 0.2})
+    for batch in range(3):
+        kinesis.put_records(StreamName="timed", Records=[
+            {"Data": f"{batch}-{i}".encode(), "PartitionKey": str(i)} for i in range(100)])
+    s3.create_bucket(Bucket="timed")
+    for n in range(5):
+        s3.put_object(Bucket="timed", Key=f"object-{n}", Body=b"x" * n)
+    dynamodb.create_table(TableName="timed", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST",
+                          StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    url = sqs.create_queue(QueueName="timed")["QueueUrl"]
+    for n in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=f"message-{n}")
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+    _client(endpoint, "lambda").create_function(
+        FunctionName="timed", Runtime="python3.11", Role=_role(endpoint, "timed-role", "s3:GetObject"),
+        Handler="app.handler", Code={"ZipFile": bundle.getvalue()})
+    _client(endpoint, "apigateway").create_rest_api(name="timed")
+
+
+def _times(endpoint: str) -> dict[str, Any]:
+    """Every time the writes above left, read back through the APIs."""
+    kinesis, s3, dynamodb, sqs = (_client(endpoint, s) for s in ("kinesis", "s3", "dynamodb", "sqs"))
+    shard = kinesis.list_shards(StreamName="timed")["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName="timed", ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
+    table = dynamodb.describe_table(TableName="timed")["Table"]
+    url = sqs.get_queue_url(QueueName="timed")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["CreatedTimestamp", "LastModifiedTimestamp"])
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                   MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"])["Messages"]
+    return {
+        "kinesis stream": kinesis.describe_stream_summary(StreamName="timed")["StreamDescriptionSummary"][
+            "StreamCreationTimestamp"],
+        "kinesis records": [(r["Data"], r["SequenceNumber"], r["ApproximateArrivalTimestamp"]) for r in records],
+        "s3 bucket": [b["CreationDate"] for b in s3.list_buckets()["Buckets"] if b["Name"] == "timed"],
+        "s3 objects": [(o["Key"], o["LastModified"]) for o in s3.list_objects_v2(Bucket="timed")["Contents"]],
+        "s3 heads": [s3.head_object(Bucket="timed", Key=f"object-{n}")["LastModified"] for n in range(5)],
+        "dynamodb table": (table["CreationDateTime"], table["LatestStreamLabel"], table["LatestStreamArn"]),
+        "sqs queue": queue["Attributes"],
+        "sqs messages": sorted((m["Body"], m["Attributes"]["SentTimestamp"]) for m in messages),
+        "lambda": _client(endpoint, "lambda").get_function(FunctionName="timed")["Configuration"]["LastModified"],
+        "iam role": _client(endpoint, "iam").get_role(RoleName="timed-role")["Role"]["CreateDate"],
+        "rest api": [api["createdDate"] for api in _client(endpoint, "apigateway").get_rest_apis()["items"]],
+    }
+
+
+def test_the_times_of_acknowledged_writes_are_the_same_after_a_kill_9(tmp_path: Path) -> None:
+    """A write replayed from the journal keeps the times moto gave it when it was acknowledged (a Kinesis
+    record's arrival, an object's LastModified, a table's creation and stream label...), as on AWS."""
+    with lifecycle.running(tmp_path, JOURNAL_ONLY) as endpoint:
+        port = int(endpoint.rsplit(":", 1)[1])
+        _write_what_has_times(endpoint)
+        before = _times(endpoint)
+        assert len(before["kinesis records"]) == 300 and len(before["sqs messages"]) == 5
+        assert len(before["s3 objects"]) == 5 and before["s3 bucket"] and len(before["rest api"]) == 1
+        time.sleep(1.2)  # a replay reading the live clock would give other times, even in whole seconds
+        os.kill(lifecycle.health(port).pid, signal.SIGKILL)
+        time.sleep(0.3)
+        lifecycle.up(port)
+        journal = json.loads(urllib.request.urlopen(f"{endpoint}/_localcloud/health", timeout=10).read())["journal"]
+        assert journal["replayed"] >= 20 and journal["mismatched"] == 0 and journal["diverged"] == 0, journal
+        after = _times(endpoint)
+        changed = {kind: (value, after[kind]) for kind, value in before.items() if after[kind] != value}
+        assert not changed, f"times changed by the crash: {sorted(changed)}; e.g. {next(iter(changed.items()))}"
