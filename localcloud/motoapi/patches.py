@@ -99,9 +99,10 @@ def apply() -> None:
     _moto_modules_listed_once()
     _error_tables_built_once()
     _no_flask_form_class_per_request()
-    from localcloud.motoapi import fast_json_protocol
+    from localcloud.motoapi import fast_json_protocol, kinesis_put
 
     fast_json_protocol.apply()
+    kinesis_put.apply()  # Kinesis PutRecords in one pass per request
     for key, target in TARGETS.items():  # what is ours now was checked above, before it was replaced
         holder, current = target.resolve()
         if current is not originals[key]:
