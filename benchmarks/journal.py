@@ -6,7 +6,10 @@ cloud of its own with RETAIL_LOCALCLOUD_JOURNAL=fsync, flush and off, alternatin
 the ratio is fsync (or flush) time over off. Then the last fsync cloud is killed with SIGKILL (no
 snapshot since start: the whole workload is in the journal) and started again: time until `up` returns and the
 replay's own time, with every record checked back.
-Run: `python -m benchmarks --only journal` (or `python -m benchmarks.journal`).
+Run: `python -m benchmarks --only journal` (or `python -m benchmarks.journal`). The sizes are settings:
+BENCH_JOURNAL_KINESIS_RECORDS (20000), BENCH_JOURNAL_DYNAMODB_ITEMS (5000), BENCH_JOURNAL_S3_OBJECTS (500),
+BENCH_JOURNAL_MODES (fsync,flush,off), BENCH_JOURNAL_ROUNDS (3); e.g. the full file's 541,909 records in
+the journal, replayed once: BENCH_JOURNAL_KINESIS_RECORDS=542000 BENCH_JOURNAL_MODES=fsync BENCH_JOURNAL_ROUNDS=1.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-KINESIS_RECORDS, KINESIS_BATCH = 20_000, 500
-DYNAMODB_ITEMS, DYNAMODB_BATCH = 5_000, 25
-S3_OBJECTS = 500
+KINESIS_RECORDS, KINESIS_BATCH = int(os.environ.get("BENCH_JOURNAL_KINESIS_RECORDS", "20000")), 500
+DYNAMODB_ITEMS, DYNAMODB_BATCH = int(os.environ.get("BENCH_JOURNAL_DYNAMODB_ITEMS", "5000")), 25
+S3_OBJECTS = int(os.environ.get("BENCH_JOURNAL_S3_OBJECTS", "500"))
 THREADS = 4
-MODES = ("fsync", "flush", "off")
-ROUNDS = 3
+MODES = tuple(os.environ.get("BENCH_JOURNAL_MODES", "fsync,flush,off").split(","))  # the last round's fsync run is crashed and replayed
+ROUNDS = int(os.environ.get("BENCH_JOURNAL_ROUNDS", "3"))
 # Only the journal's own executor: the workload calls no function, and other executors' threads are noise.
 ENV = {"RETAIL_LOCALCLOUD_EXECUTORS": "persistence", "RETAIL_LOCALCLOUD_SNAPSHOT_S": "0"}
 
@@ -176,8 +179,8 @@ def run() -> dict[str, Any]:
         "seconds": runs,
         "median_s": medians,
         "calls_per_s": {mode: round(calls / medians[mode], 1) for mode in MODES},
-        "ratio_fsync_to_off": round(medians["fsync"] / medians["off"], 3),
-        "ratio_flush_to_off": round(medians["flush"] / medians["off"], 3),
+        **{f"ratio_{mode}_to_off": round(medians[mode] / medians["off"], 3)
+           for mode in MODES if mode != "off" and "off" in medians},
         "crash_and_replay": crash,
     }
 
