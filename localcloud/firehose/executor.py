@@ -160,8 +160,8 @@ class FirehoseExecutor(ThreadedExecutor):
         from localcloud.motoapi import mock_random
 
         now = time.time()
-        converted = [fd.FirehoseRecord(fd.new_record_id(mock_random.getrandbits), _data(record), now)
-                     for record in records]
+        converted = [fd.FirehoseRecord(record_id, _data(record), now) for record_id, record in
+                     zip(fd.new_record_ids(len(records), mock_random.getrandbits), records)]
         if any(len(r.data) > MAX_RECORD_BYTES for r in converted):
             raise ValidationException("1 validation error detected: Value at 'record.data' failed to satisfy "
                                       f"constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}")
