@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import os
 import time
@@ -43,6 +44,16 @@ def plausible(reading: dict[str, Any]) -> bool:
             and abs(reading["lon"]) <= 180)
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps with options builds one per call
+
+
+@functools.lru_cache(maxsize=4096)
+def ingested_at(arrival_ms: float) -> str:
+    """ISO 8601 UTC with milliseconds; cached: the records of one PutRecordBatch share their arrival."""
+    arrived = dt.datetime.fromtimestamp(arrival_ms / 1000, dt.timezone.utc)
+    return arrived.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def transform(record: dict[str, Any]) -> dict[str, Any]:
     """One Firehose record -> {recordId, result, data}."""
     try:
@@ -51,9 +62,8 @@ def transform(record: dict[str, Any]) -> dict[str, Any]:
         return {"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]}
     if not plausible(reading):
         return {"recordId": record["recordId"], "result": "Dropped", "data": record["data"]}
-    arrived = dt.datetime.fromtimestamp(record["approximateArrivalTimestamp"] / 1000, dt.timezone.utc)
-    reading["ingested_at"] = arrived.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    data = (json.dumps(reading, separators=(",", ":")) + "\n").encode()
+    reading["ingested_at"] = ingested_at(record["approximateArrivalTimestamp"])
+    data = (_compact(reading) + "\n").encode()
     return {"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(data).decode()}
 
 
