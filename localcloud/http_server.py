@@ -24,8 +24,10 @@ shutdown.
 
 from __future__ import annotations
 
+import time
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
+from localcloud import trace
 from localcloud.motoapi import MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_make_server
@@ -33,6 +35,7 @@ from werkzeug.serving import make_server as werkzeug_make_server
 IDLE_TIMEOUT_S = 90.0  # a connection without a request for this long is closed (its thread ends)
 MAX_DRAIN_BYTES = 16 * 1024 * 1024  # an unread body larger than this closes the connection instead
 NO_BODY_STATUSES = frozenset({204, 304})
+COALESCE_BYTES = 256 * 1024  # a body up to this size goes out in the same send as its headers
 
 
 class RequestBody:
@@ -97,12 +100,18 @@ class RequestBody:
 class BodyWriter:
     """The connection's writer while a response body goes out: counts the bytes and never sends more than
     the headers announced (none for HEAD, 204 and 304; Content-Length), so the connection stays in step
-    with the client whatever the app writes; a body of the wrong size then closes the connection."""
+    with the client whatever the app writes; a body of the wrong size then closes the connection.
 
-    def __init__(self, raw: Any, limit: int | None) -> None:
+    The header block (`head`) goes out with the first body bytes, in one send: each send lets go of the
+    GIL, and a thread that wants it back waits while another runs Python (up to the switch interval), so
+    headers and body sent apart held the client's answer back by that much whenever the server was busy."""
+
+    def __init__(self, raw: Any, limit: int | None, head: bytes = b"") -> None:
         self.raw = raw
         self.limit = limit
         self.written = 0
+        self.head = head
+        self.finished = 0.0  # time.perf_counter() of the last send
 
     def write(self, data: bytes) -> int:
         size = len(data)
@@ -112,10 +121,21 @@ class BodyWriter:
                 data = data[: max(allowed, 0)]
         self.written += size
         if data:
+            if self.head and len(data) <= COALESCE_BYTES:
+                data, self.head = self.head + data, b""
+            self._send_head()
             self.raw.write(data)
+            self.finished = time.perf_counter()
         return size
 
+    def _send_head(self) -> None:
+        if self.head:
+            head, self.head = self.head, b""
+            self.raw.write(head)
+            self.finished = time.perf_counter()
+
     def flush(self) -> None:
+        self._send_head()  # a response without body bytes: its headers alone
         self.raw.flush()
 
 
@@ -136,6 +156,17 @@ class KeepAliveRequestHandler(MotoRequestHandler):
     _writer: BodyWriter | None = None
 
     def run_wsgi(self) -> None:
+        start, begun, cpu = time.time(), time.perf_counter(), time.thread_time()
+        self._writer = None
+        try:
+            self._run_wsgi()
+        finally:
+            name = self.headers.get("X-Amz-Target") or f"{self.command} {self.path.split('?', 1)[0][:80]}"
+            answered = self._writer.finished if self._writer is not None and self._writer.finished else time.perf_counter()
+            trace.record("http", name, start, answered - begun, status=self._status,
+                         cpu_ms=round(1000 * (time.thread_time() - cpu), 3))
+
+    def _run_wsgi(self) -> None:
         body = self._request_body()
         if body is None:
             self.close_connection = True
@@ -201,8 +232,9 @@ class KeepAliveRequestHandler(MotoRequestHandler):
             return
         keep, limit, self._exact_body = self._response_framing()
         super().send_header("Connection", "keep-alive" if keep else "close")
-        super().end_headers()
-        self._writer = BodyWriter(self.wfile, limit if keep else None)
+        self._headers_buffer.append(b"\r\n")  # what end_headers adds, then sent with the body (BodyWriter)
+        head, self._headers_buffer = b"".join(self._headers_buffer), []
+        self._writer = BodyWriter(self.wfile, limit if keep else None, head)
         self.wfile = self._writer
 
     def _response_framing(self) -> tuple[bool, int | None, int | None]:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from localcloud import trace
 from localcloud.executors import CloudContext, Executor, load_executors
 from localcloud.iam import enforcement as iam_enforcement
 from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
@@ -49,6 +50,8 @@ class LocalCloudApp:
         self.last_request_at = time.monotonic()
         if environ.get("PATH_INFO") == HEALTH_PATH:
             return self._health(start_response)
+        if environ.get("PATH_INFO") == trace.TRACE_PATH:
+            return trace.serve(environ, start_response)
         REPLAY_DONE.wait()  # a request during the replay waits for the state it would see
         if self.replay_error is not None:
             return _unavailable(start_response, RuntimeError(f"the journal could not be replayed: {self.replay_error}"))
@@ -149,9 +152,14 @@ def build_app(host: str, port: int, state_dir: Path) -> LocalCloudApp:
     return LocalCloudApp(moto_app, executors, context)
 
 
-GC_YOUNG_EVERY_S = 1.0
+# RETAIL_LOCALCLOUD_STALL_MS: a thread checks every N ms that it is woken on time and traces the stalls
+# (trace.watch_stalls); 0, the default, for none.
+STALL_WATCH_S = float(os.environ.get("RETAIL_LOCALCLOUD_STALL_MS", "0")) / 1000
+# A young round every 0.1 s: the same work as one a second, in pauses a tenth as long (a round holds the
+# GIL: at 50 API requests/s one a second walked ~1,100 objects and stopped every request for 2-7 ms).
+GC_YOUNG_EVERY_S = 0.1
 GC_FULL_EVERY_S = 600.0
-GC_YOUNG_LIMIT = 20_000  # young objects a round collects at most (about 20 ms); more are frozen as they are
+GC_YOUNG_LIMIT = 2_000  # young objects a round collects at most (about 2 ms); more are frozen as they are
 GC_FULL_WHEN_IDLE_S = 5.0  # a full collection of the full file's state takes seconds: not mid-request
 
 
@@ -175,17 +183,21 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
     the survivors are the new state itself (hundreds of thousands a second): the young rounds were a
     tenth of the server's CPU, to find a few hundred cyclic objects (exceptions' tracebacks, mostly).
     So a round with more than `young_limit` young objects only freezes them; their rare cycles wait
-    for the full collection like the older ones."""
+    for the full collection like the older ones. Each collection is a span "gc" of the trace, each
+    round frozen unwalked one "gc frozen unwalked" (localcloud/trace.py)."""
     gc.disable()
     last_full = time.monotonic()
     try:
         while not stop.wait(young_every_s):
+            young = gc.get_count()[0]
             if time.monotonic() - last_full >= full_every_s and idle_for() >= GC_FULL_WHEN_IDLE_S:
                 gc.unfreeze()
                 gc.collect()
                 last_full = time.monotonic()
-            elif gc.get_count()[0] <= young_limit:
+            elif young <= young_limit:
                 gc.collect(0)
+            else:
+                trace.record("gc", "frozen unwalked", time.time(), 0.0, young=young)
             gc.freeze()
     finally:
         gc.enable()
@@ -222,6 +234,10 @@ def serve(host: str, port: int, state_dir: Path) -> int:
     stop_gc_policy = threading.Event()
     threading.Thread(target=keep_state_out_of_gc, args=(stop_gc_policy,), name="gc-policy", daemon=True,
                      kwargs={"idle_for": lambda: time.monotonic() - app.last_request_at}).start()
+    trace.watch_gc()
+    if STALL_WATCH_S > 0:
+        threading.Thread(target=trace.watch_stalls, args=(stop_gc_policy, STALL_WATCH_S, STALL_WATCH_S),
+                         name="stall-watch", daemon=True).start()
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping", signum)

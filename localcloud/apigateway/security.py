@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from localcloud import trace
 from localcloud.apigateway.model import GatewayError, MethodRequest
+from localcloud.executors import JSONPayload
 
 DEFAULT_AUTHORIZER_TTL = 300
 LAMBDA_URI = re.compile(r"^arn:[^:]+:apigateway:[^:]+:lambda:path/[^/]+/functions/(?P<arn>.+?)/invocations$")
@@ -244,7 +246,8 @@ def run_authorizer(request: MethodRequest, invoke: Invoke, cache: AuthorizerCach
     key = (request.api.id, authorizer.id, *values)
     result = cache.get(key)
     if result is None:
-        result = _invoke_authorizer(request, authorizer, values, invoke)
+        with trace.span("apigateway", "authorizer-invoke"):
+            result = _invoke_authorizer(request, authorizer, values, invoke)
         cache.put(key, result, ttl)
     _apply_policy(request, result)
 
@@ -254,7 +257,8 @@ def _invoke_authorizer(request: MethodRequest, authorizer: Any, identity: list[s
     if function_arn is None:
         raise GatewayError(500, None, "AuthorizerConfigurationException")
     try:
-        outcome = invoke(function_arn, json.dumps(authorizer_event(request, authorizer, identity)).encode())
+        # Built here, so valid JSON: Lambda does not parse it again to check it (JSONPayload).
+        outcome = invoke(function_arn, JSONPayload.dumps(authorizer_event(request, authorizer, identity)))
     except Exception:
         raise GatewayError(500, None, "AuthorizerConfigurationException") from None
     try:

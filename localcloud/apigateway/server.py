@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable
 
 from werkzeug.wrappers import Request
 
+from localcloud import trace
 from localcloud.apigateway import integrations
 from localcloud.apigateway import security
 from localcloud.apigateway.model import (
@@ -109,13 +111,16 @@ class APIGatewayExecutor:
     def _serve(self, target: tuple[str, str, str], environ: dict[str, Any],
                start_response: Callable[..., Any]) -> Iterable[bytes]:
         request_id = str(uuid.uuid4())
-        try:
-            response = self.handle(Request(environ), *target, request_id=request_id)
-        except GatewayError as error:
-            response = error.response
-        except Exception:  # our own bug must still look like API Gateway, not a crash
-            log.exception("apigateway: request %s failed", request_id)
-            response = gateway_error(500, "Internal server error")
+        cpu = time.thread_time()
+        with trace.bind(request_id), trace.span("apigateway", "request", path=target[2]) as traced:
+            try:
+                response = self.handle(Request(environ), *target, request_id=request_id)
+            except GatewayError as error:
+                response = error.response
+            except Exception:  # our own bug must still look like API Gateway, not a crash
+                log.exception("apigateway: request %s failed", request_id)
+                response = gateway_error(500, "Internal server error")
+            traced["status"], traced["cpu_ms"] = response.status, round(1000 * (time.thread_time() - cpu), 3)
         headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "transfer-encoding")]
         headers += [("Content-Length", str(len(response.body))), ("x-amzn-RequestId", request_id)]
         reason = _reason(response.status)
@@ -124,11 +129,13 @@ class APIGatewayExecutor:
 
     def handle(self, http: Request, api_id: str, stage_name: str, path: str, request_id: str) -> GatewayResponse:
         request = self.resolve(http, api_id, stage_name, path, request_id)
-        security.check_authorization(request, self.invoke, self.authorizer_cache)
+        with trace.span("apigateway", "authorization"):
+            security.check_authorization(request, self.invoke, self.authorizer_cache)
         plan = security.check_api_key(request)
         security.check_throttle(self.throttler, request, plan)
         security.validate_request(request)
-        return integrations.run_integration(request, self.invoke)
+        with trace.span("apigateway", "integration"):
+            return integrations.run_integration(request, self.invoke)
 
     def resolve(self, http: Request, api_id: str, stage_name: str, path: str, request_id: str) -> MethodRequest:
         """The API, stage, resource and method a request addresses (AWS's errors when there is none)."""

@@ -46,7 +46,7 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from localcloud import motoapi
+from localcloud import motoapi, trace
 from localcloud.awslambda import worker as lambda_worker
 from localcloud.iam.enforcement.credentials import execution_role_env
 from localcloud.persistence import REPLAY_DONE
@@ -391,8 +391,12 @@ class Worker:
             lines.append(f"{_now_iso()} {request_id} {message}")
             error = {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {request_id} Error: {message}"}
             return Outcome(json.dumps(error).encode(), "Unhandled", lines, duration_ms, "timeout", alive=False)
+        answered = time.time()
         lines = self._drain_output(request_id, 2.0)
         response, result = answer
+        trace.record("lambda", "output", answered, time.time() - answered, function=spec.name, request=request_id,
+                     handler_ms=response.get("handler_ms"), handler_cpu_ms=response.get("handler_cpu_ms"),
+                     answer_ms=round(duration_ms, 3))
         self.max_rss_mb = int(response.get("max_rss_kb", 0)) // 1024
         if "error" in response:
             return Outcome(json.dumps(response["error"]).encode(), "Unhandled", lines, duration_ms)
@@ -719,14 +723,20 @@ class LambdaRuntime:
 
     def _run(self, fn: Any, spec: FunctionSpec, payload: bytes, request_id: str, client_context: str | None,
              wait: bool) -> Outcome:
+        asked = time.perf_counter()
         with self.concurrency.slot(spec, wait=wait):
-            worker = self._acquire(fn, spec)
+            with trace.span("lambda", "acquire", function=spec.name, request=request_id) as traced:
+                traced["slot_ms"] = round(1000 * (time.perf_counter() - asked), 3)
+                worker = self._acquire(fn, spec)
+                traced["cold"] = worker.init_lines is not None
             if worker.init_failure is not None:
                 outcome = worker.init_failure(request_id)
             else:
                 arn = spec.arn if spec.version == "$LATEST" else spec.qualified_arn
-                outcome = worker.invoke(request_id, payload, arn, client_context)
-            self._log(worker, request_id, outcome)
+                with trace.span("lambda", "run", function=spec.name, request=request_id, pid=worker.process.pid):
+                    outcome = worker.invoke(request_id, payload, arn, client_context)
+            with trace.span("lambda", "logs", function=spec.name, request=request_id):
+                self._log(worker, request_id, outcome)
             self._release(worker)
         return outcome
 

@@ -32,16 +32,17 @@ FRAME = struct.Struct(">II")  # header length, payload length
 
 
 def read_message(fd: int) -> tuple[dict[str, Any], bytes] | None:
-    """The next (header, payload) from the pipe; None when the other side closed it."""
+    """The next (header, payload) from the pipe; None when the other side closed it. Two reads (the
+    lengths, then header and payload together): in the server each read lets go of the GIL, and getting
+    it back can wait for another thread's turn."""
     lengths = _read_exact(fd, FRAME.size)
     if lengths is None:
         return None
     header_size, payload_size = FRAME.unpack(lengths)
-    header = _read_exact(fd, header_size)
-    payload = _read_exact(fd, payload_size) if payload_size else b""
-    if header is None or payload is None:
+    rest = _read_exact(fd, header_size + payload_size)
+    if rest is None:
         return None
-    return json.loads(header), payload
+    return json.loads(rest[:header_size]), rest[header_size:]
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:
@@ -55,12 +56,18 @@ def _read_exact(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+COALESCE_BYTES = 64 * 1024  # a payload up to this size goes in the same write as its header
+
+
 def write_message(fd: int, header: dict[str, Any], payload: bytes = b"") -> None:
-    """Header as JSON, payload as raw bytes (written separately: a large payload is not copied)."""
+    """Header as JSON, payload as raw bytes: one write when the payload is small (each write lets go of
+    the GIL), two when it is large (then it is not copied)."""
     body = json.dumps(header).encode()
+    if len(payload) <= COALESCE_BYTES:
+        _write_all(fd, FRAME.pack(len(body), len(payload)) + body + payload)
+        return
     _write_all(fd, FRAME.pack(len(body), len(payload)) + body)
-    if payload:
-        _write_all(fd, payload)
+    _write_all(fd, payload)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -226,6 +233,7 @@ def main() -> None:
             return
         request, payload = message
         result = b""
+        begun, cpu = time.perf_counter(), time.process_time()
         if init_error is not None:
             print(json.dumps(init_error | {"requestId": request["request_id"]}), file=sys.stderr)
             response: dict[str, Any] = {"error": init_error}
@@ -237,6 +245,8 @@ def main() -> None:
         sys.stderr.flush()
         os.write(1, f"{SENTINEL}{request['request_id']}\n".encode())
         response["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        response["handler_ms"] = round(1000 * (time.perf_counter() - begun), 3)  # for the runtime's trace
+        response["handler_cpu_ms"] = round(1000 * (time.process_time() - cpu), 3)
         write_message(control_out, response, result)
 
 

@@ -469,6 +469,28 @@ def test_worker_messages_carry_the_payload_verbatim_after_a_small_json_header() 
         assert raw.read() == b'\x00\x00\x00\x08\x00\x00\x00\x0b{"k": 1}{"q": "\\""}'  # not re-escaped
 
 
+def test_a_small_message_is_one_write_and_read_back_in_two_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read or write of the control pipe lets go of the server's GIL, and getting it back can wait
+    for another thread's turn: an invocation's request and answer take as few as they can."""
+    import os
+
+    from localcloud.awslambda import worker as lambda_worker
+
+    writes, reads = [], []
+    real_write, real_read = os.write, os.read
+    monkeypatch.setattr(lambda_worker.os, "write", lambda fd, data: writes.append(len(data)) or real_write(fd, data))
+    monkeypatch.setattr(lambda_worker.os, "read", lambda fd, size: reads.append(size) or real_read(fd, size))
+    read_fd, write_fd = os.pipe()
+    try:
+        lambda_worker.write_message(write_fd, {"request_id": "r"}, b'{"small": true}')
+        assert len(writes) == 1
+        assert lambda_worker.read_message(read_fd) == ({"request_id": "r"}, b'{"small": true}')
+        assert len(reads) == 2
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 def test_a_large_awkward_payload_round_trips_exactly_through_the_invoke_api(aws: Any, deploy: Any) -> None:
     name = deploy(ECHO)
     event = _awkward_event(3_000_000)

@@ -210,6 +210,38 @@ def test_a_connection_header_from_the_app_is_respected():
     assert answer.startswith(b"HTTP/1.1 200") and b"keep-alive" not in answer
 
 
+def test_a_small_answer_goes_out_in_one_send_with_its_headers(monkeypatch: pytest.MonkeyPatch):
+    """Each send lets go of the GIL; getting it back waits for the other threads' turn, so headers and
+    body sent apart held a busy server's answers back (the query API's latency tail)."""
+    import socketserver
+
+    sends: list[bytes] = []
+    original = socketserver._SocketWriter.write
+
+    def counted(self: Any, data: bytes) -> int:
+        sends.append(bytes(data))
+        return original(self, data)
+
+    monkeypatch.setattr(socketserver._SocketWriter, "write", counted)
+
+    def sized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        size = int(environ["QUERY_STRING"] or 0)
+        start_response("200 OK" if size else "204 No Content", [("Content-Length", str(size))] if size else [])
+        return [b"x" * size] if size else []
+
+    large = http_server.COALESCE_BYTES + 1
+    with serving(sized) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for size, expected_sends in ((100, 1), (0, 1), (large, 2), (100, 1)):
+            sends.clear()
+            response, body = get(connection, "GET", f"/x?{size}")
+            assert (response.status, len(body)) == (200 if size else 204, size)
+            assert len(sends) == expected_sends, (size, [len(s) for s in sends])
+            assert sends[0].startswith(b"HTTP/1.1 ") and b"\r\n\r\n" in sends[0]
+        open_socket(connection)  # still the same connection
+        connection.close()
+
+
 def test_an_idle_connection_times_out_quietly(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
     monkeypatch.setattr(http_server.KeepAliveRequestHandler, "timeout", 0.3)
     with serving() as port, socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
