@@ -5,7 +5,9 @@ on a local cloud of its own, every reading accounted:
   dropped (the transform's EMF counts) + failed (`errors/`) must equal the lines sent;
 - Kinesis: `put_records` of the JSON readings -> the tumbling-window mapping -> the windows Lambda; the
   window rows' readings + the buggy readings routed must equal the records sent.
-Reports the seconds from the first put to the last reading accounted, per path and in all.
+Reports the seconds from the first put to the last reading accounted, per path and in all, and the CPU
+seconds spent meanwhile by the producers (this process), the local cloud's server and its function workers.
+Each path has BENCH_TELEMETRY_PRODUCERS producer threads (default 4), as a gateway's AWS client runs several.
 Run: `python -m benchmarks --only telemetry` (or `python -m benchmarks.telemetry`);
 BENCH_TELEMETRY_VEHICLES / BENCH_TELEMETRY_SECONDS shrink it.
 """
@@ -18,14 +20,16 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
 
 VEHICLES = int(os.environ.get("BENCH_TELEMETRY_VEHICLES", "100"))
 SECONDS = int(os.environ.get("BENCH_TELEMETRY_SECONDS", "3600"))
 WINDOW_S = 5
 SHARDS = 2
-PRODUCERS = int(os.environ.get("BENCH_TELEMETRY_PRODUCERS", "1"))  # threads per path (the two paths run in parallel)
+PRODUCERS = int(os.environ.get("BENCH_TELEMETRY_PRODUCERS", "4"))  # threads per path (the two paths run in parallel)
 TIMEOUT_S = 600.0
 BUCKET = "bench-telemetry"
 
@@ -35,8 +39,27 @@ def _wait(done: Callable[[], bool], what: str) -> float:
     while not done():
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not accounted after {TIMEOUT_S:.0f} s")
-        time.sleep(0.5)
+        time.sleep(0.25)
     return time.perf_counter()
+
+
+def _cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the producers (this process), the server, and its function workers (the live
+    ones and those it reaped), read from Linux's /proc: empty elsewhere."""
+    def stat(pid: str) -> list[str]:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return []
+
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    server = stat(str(server_pid))
+    if not server:
+        return {}
+    workers = [fields for entry in os.scandir("/proc") if entry.name.isdigit()
+               for fields in [stat(entry.name)] if fields and int(fields[1]) == server_pid]
+    return {"producers": time.process_time(), "server": (int(server[11]) + int(server[12])) / tick,
+            "functions": (int(server[13]) + int(server[14]) + sum(int(w[11]) + int(w[12]) for w in workers)) / tick}
 
 
 def run() -> dict[str, Any]:
@@ -112,7 +135,7 @@ def run() -> dict[str, Any]:
 
         # Producers in parallel, as a fleet's gateways would be: Firehose lines in halves, Kinesis records in
         # groups of vehicles (a vehicle's readings stay in order within its group).
-        groups = [[r for r in records if hash(r["vin"]) % PRODUCERS == g] for g in range(PRODUCERS)]
+        groups = [[r for r in records if zlib.crc32(r["vin"].encode()) % PRODUCERS == g] for g in range(PRODUCERS)]
         halves = [lines[g::PRODUCERS] for g in range(PRODUCERS)]
         finished: dict[str, float] = {}
 
@@ -120,6 +143,10 @@ def run() -> dict[str, Any]:
             send()
             finished[name] = time.perf_counter()
 
+        health = lifecycle.health(port)
+        assert health is not None, "the local cloud stopped answering"
+        server_pid = health.pid
+        cpu_before = _cpu_seconds(server_pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=2 * PRODUCERS) as pool:
             jobs = [pool.submit(produce, f"firehose{g}", lambda g=g: fleet.send_to_firehose(
@@ -149,6 +176,8 @@ def run() -> dict[str, Any]:
             return rows + buggy >= len(records)
 
         windows_done = _wait(windows_accounted, "windows path")
+        cpu_after = _cpu_seconds(server_pid)
+        cpu = {name: round(cpu_after[name] - cpu_before[name], 1) for name in cpu_after if name in cpu_before}
     finally:
         lifecycle.down(port)
     impossible = int(fleet.impossible(readings).sum())
@@ -165,6 +194,7 @@ def run() -> dict[str, Any]:
         "firehose_accounted_s": round(firehose_done - started, 2),
         "windows_accounted_s": round(windows_done - started, 2),
         "total_s": round(max(firehose_done, windows_done) - started, 2),
+        "cpu_s": cpu, "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "firehose": accounted, **state,
     }
 
