@@ -18,7 +18,7 @@ Built by the notebooks themselves (`workbook.require`, prefix `bench`), then thr
    sequential) and the project's way (batches of 500, 4 threads) to an ingestion API on a stream of
    its own without consumers (the comparison is about the client): both times and the ratio.
 3. query: the query API (query_api behind the customer authorizer, TOKEN, cached 300 s per token) at a
-   paced QUERY_RATE requests/s for QUERY_S seconds, after 40 warm-up requests (the first two, cold,
+   paced QUERY_RATE requests/s for QUERY_S seconds (benchmarks/query_api's `paced_queries`), after 40 warm-up requests (the first two, cold,
    reported on their own), half GET /invoices/{n} (the invoice's customer's
    token, an admin token for guest invoices), half GET /customers/{id}/invoices (that customer's token),
    over invoices and customers of the file: p50/p99 latency, statuses, the achieved rate.
@@ -36,22 +36,19 @@ BENCH_PIPELINE_SHARDS, BENCH_PIPELINE_ESM_BATCH, BENCH_PIPELINE_SKIP (comma list
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
-import random
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from helpers.paths import LAMBDAS_DIR, PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT
 
 REAL_FILE = Path(os.environ.get("RETAIL_REAL_DATA", PROJECT_ROOT.parent / "shared/data/ecommerce/data.csv"))
 PREFIX = "bench"
@@ -63,7 +60,6 @@ ESM_WINDOW_S = 1  # MaximumBatchingWindowInSeconds: full batches while the produ
 POST_BATCH, CONCURRENCY = 500, 4
 SLICE = 5000
 QUERY_RATE, QUERY_S = 50.0, 20.0
-QUERY_GRACE_S = 15.0  # after the last scheduled request, how long answers are waited for
 DRAIN_TIMEOUT_S = 900.0
 SLICE_PREFIX = "benchslice"  # notebook 02 once more: the client comparison's stream, without consumers
 RECORD_BYTES = 260  # a canonical record on the stream is about 230-280 bytes of JSON
@@ -71,16 +67,6 @@ RECORD_BYTES = 260  # a canonical record on the stream is about 230-280 bytes of
 
 # --------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _ms(samples: list[float]) -> dict[str, Any]:
-    ordered = sorted(samples)
-    if not ordered:
-        return {"n": 0}
-    return {"p50_ms": round(1000 * statistics.median(ordered), 1),
-            "p90_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.90 * len(ordered)))], 1),
-            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
-            "max_ms": round(1000 * ordered[-1], 1), "n": len(ordered)}
 
 
 def _rate(count: int, seconds: float) -> float | None:
@@ -93,32 +79,45 @@ def capacity_shards(rows: int, seconds: float, record_bytes: int = RECORD_BYTES)
     return max(1, math.ceil(per_second / 1000), math.ceil(per_second * record_bytes / (1024 * 1024)))
 
 
-def _load_module(folder: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{folder}", LAMBDAS_DIR / folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def cpu_seconds(server_pid: int) -> dict[str, float] | None:
     """CPU seconds (user + system) used so far by the local cloud's process, its Lambda workers (its
-    children) and this process (the client), from /proc; None where there is no /proc."""
+    children running worker.py), its other children (a snapshot being pickled) and this process (the
+    client), from /proc; None where there is no /proc. A thread or child that ends meanwhile counts 0."""
     import resource
 
     tick = os.sysconf("SC_CLK_TCK")
 
     def used(pid: int) -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def children() -> list[int]:
+        found = []
+        for task in Path(f"/proc/{server_pid}/task").iterdir():  # each thread's children
+            try:
+                found += [int(pid) for pid in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return found
+
+    def is_worker(pid: int) -> bool:
+        try:
+            return b"worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
 
     try:
-        children = [int(pid) for task in Path(f"/proc/{server_pid}/task").iterdir()  # each thread's children
-                    for pid in (task / "children").read_text().split()]
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return {"server": round(used(server_pid), 1), "lambda_workers": round(sum(used(pid) for pid in children), 1),
-                "client": round(own.ru_utime + own.ru_stime, 1)}
-    except (OSError, ValueError, IndexError):
+        server = used(server_pid)
+        kids = children()
+    except OSError:
         return None
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"server": round(server, 2), "lambda_workers": round(sum(used(pid) for pid in kids if is_worker(pid)), 2),
+            "other_children": round(sum(used(pid) for pid in kids if not is_worker(pid)), 2),
+            "client": round(own.ru_utime + own.ru_stime, 2)}
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -407,80 +406,16 @@ def _client_comparison(url: str, rows: Any) -> dict[str, Any]:
 
 
 def _query_latency(api: Any, rows: Any, rate: float, seconds: float, secret: str) -> dict[str, Any]:
-    import requests
+    """benchmarks/query_api's paced load over the invoices and customers of the rows sent."""
+    from benchmarks.query_api import paced_queries
 
-    mint = _load_module("customer_authorizer").mint_token
     by_invoice: dict[str, str] = {}
     for record in rows.records:
         by_invoice.setdefault(record["InvoiceNo"], record.get("CustomerID") or "")
-    chooser = random.Random(42)
-    invoices = chooser.sample(sorted(by_invoice), min(300, len(by_invoice)))
-    customers = chooser.sample(sorted({c for c in by_invoice.values() if c}), min(300, len({c for c in by_invoice.values() if c})))
-    admin = mint("admin", secret)
-    plan: list[tuple[str, str, str]] = []
-    for i in range(int(rate * seconds)):
-        if i % 2 == 0:
-            invoice = invoices[(i // 2) % len(invoices)]
-            customer = by_invoice[invoice]
-            plan.append(("invoice", api.url_for(f"invoices/{invoice}"), mint(customer, secret) if customer else admin))
-        else:
-            customer = customers[(i // 2) % len(customers)]
-            plan.append(("customer", api.url_for(f"customers/{customer}/invoices?limit=20"), mint(customer, secret)))
-
-    local = threading.local()
-    results: list[tuple[str, int, float, float, float]] = []
-    lock = threading.Lock()
-
-    def call(kind: str, url: str, token: str, due: float) -> None:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        begun = time.perf_counter()
-        try:
-            status = session.get(url, headers={"Authorization": token}, timeout=QUERY_GRACE_S).status_code
-        except requests.RequestException:
-            status = 0
-        ended = time.perf_counter()
-        with lock:
-            results.append((kind, status, ended - begun, begun - due, ended))
-
-    # Warm-up, not measured: the first requests start the authorizer's and the query function's
-    # workers (cold starts, reported on their own) and build the local cloud's index map once.
-    first = []
-    for kind, url, token in plan[:2]:
-        begun = time.perf_counter()
-        requests.get(url, headers={"Authorization": token}, timeout=60)
-        first.append(time.perf_counter() - begun)
-    with ThreadPoolExecutor(8) as warming:
-        list(warming.map(lambda item: requests.get(item[1], headers={"Authorization": item[2]}, timeout=60),
-                         plan[2:40]))
-
-    _log(f"query API: {len(plan)} requests at {rate:g}/s")
-    pool = ThreadPoolExecutor(16)
-    start = time.perf_counter() + 0.1
-    futures = []
-    for index, (kind, url, token) in enumerate(plan):
-        due = start + index / rate
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        futures.append(pool.submit(call, kind, url, token, due))
-    wait(futures, timeout=QUERY_GRACE_S)  # a backlog the API cannot serve is reported, not waited out
-    pool.shutdown(wait=False, cancel_futures=True)
-    with lock:
-        answered = list(results)
-    statuses: dict[str, int] = {}
-    for _, status, _, _, _ in answered:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-    return {
-        "requests": len(plan), "answered": len(answered), "rate_per_s": rate, "seconds": seconds,
-        "cold_first_requests_ms": [round(1000 * f, 1) for f in first], "warm_up_requests": 40,
-        "achieved_rate_per_s": round(len(answered) / (max(r[4] for r in answered) - start), 1) if answered else None,
-        "statuses": statuses,
-        "all": _ms([r[2] for r in answered if r[1] == 200]),
-        "invoice": _ms([r[2] for r in answered if r[0] == "invoice" and r[1] == 200]),
-        "customer_invoices": _ms([r[2] for r in answered if r[0] == "customer" and r[1] == 200]),
-        "start_lag": _ms([max(r[3], 0.0) for r in answered]),
-    }
+    measured = paced_queries(api, by_invoice, rate, seconds, secret)
+    for internal in ("_answered", "_window"):
+        measured.pop(internal)
+    return measured
 
 
 # --------------------------------------------------------------------------------------------------
