@@ -40,6 +40,7 @@ class MotoVersionError(RuntimeError):
 
 # name -> "module:attribute" (or "module" for a whole module). The executors' whole surface of moto.
 EXPORTS: dict[str, str] = {
+    "core_utils": "moto.core.utils",  # its utcnow, bound into every module that imports it (clock.py)
     # backends: moto's in-process state, per account and region
     "get_backend": "moto.backends:get_backend",
     "apigateway_backends": "moto.apigateway.models:apigateway_backends",

@@ -137,8 +137,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
 def install(read: Read) -> Callable[[], None]:
     """Route moto's clock reads to `read`; returns the undo."""
-    import moto.core.utils as core_utils
-
+    core_utils = motoapi.core_utils
     original = core_utils.utcnow
     replacement = utcnow_from(read)
     undo_core = motoapi.replace("clock.utcnow", lambda _original: replacement)
