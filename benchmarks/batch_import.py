@@ -115,9 +115,12 @@ def run() -> dict[str, Any]:
                  "Resource": [f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}" for name in (TABLE, LEDGER)]},
                 {"Effect": "Allow", "Action": "redshift-data:*", "Resource": "*"},
                 {"Effect": "Allow", "Action": "logs:*", "Resource": "*"}]}))
+        layer = awslambda.publish_layer_version(  # the record contract, as notebook 02 publishes it
+            LayerName=f"{FUNCTION}-records", Content={"ZipFile": packaging.package_layer_folder("records")},
+            CompatibleRuntimes=["python3.11"])["LayerVersionArn"]
         awslambda.create_function(
             FunctionName=FUNCTION, Runtime="python3.11", Role=role, Handler="app.handler", Timeout=900, MemorySize=3008,
-            Code={"ZipFile": packaging.package(PROJECT_ROOT / "lambdas/batch_import")},
+            Code={"ZipFile": packaging.package(PROJECT_ROOT / "lambdas/batch_import")}, Layers=[layer],
             Environment={"Variables": {"LAKE_BUCKET": BUCKET, "TABLE_NAME": TABLE, "LEDGER_TABLE": LEDGER,
                                        "WAREHOUSE_CLUSTER": CLUSTER, "COPY_ROLE_ARN": ROLE}})
         started = time.perf_counter()
