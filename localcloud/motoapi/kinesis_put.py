@@ -74,26 +74,29 @@ def make(original: Callable[..., Any]) -> Callable[..., Any]:
         if stream.lambda_event_source_mappings:
             return original(backend, stream_arn, stream_name, records)
         shards = list(stream.shards.values())
+        by_key: dict[str, Any] = {}  # partition key -> its shard, for this request
         placed = []
         for record in records:
-            key = _hash_key(record)
-            shard = None if key is None else next(
-                (s for s in shards if s.starting_hash <= key < s.ending_hash), None)
+            explicit = record.get("ExplicitHashKey")
+            shard = None if explicit else by_key.get(record.get("PartitionKey"))  # type: ignore[arg-type]
             if shard is None:
-                return original(backend, stream_arn, stream_name, records)
+                key = _hash_key(record)
+                shard = None if key is None else next(
+                    (s for s in shards if s.starting_hash <= key < s.ending_hash), None)
+                if shard is None:
+                    return original(backend, stream_arn, stream_name, records)
+                if not explicit:
+                    by_key[record["PartitionKey"]] = shard
             placed.append(shard)
         arrival = models.utcnow()  # looked up now: the journal's clock replaces moto's at start
         answers = []
         with shard_lock:
-            last: dict[int, int] = {}
-            names: dict[int, str] = {}
+            numbering: dict[Any, list[Any]] = {}  # shard -> [last sequence number, shard id]
             for record, shard in zip(records, placed):
-                number = last.get(id(shard))
-                if number is None:
-                    number = next(reversed(shard.records), 0)
-                    names[id(shard)] = shard.shard_id
-                number += 1
-                last[id(shard)] = number
+                entry = numbering.get(shard)
+                if entry is None:
+                    entry = numbering[shard] = [next(reversed(shard.records), 0), shard.shard_id]
+                entry[0] = number = entry[0] + 1
                 stored = record_class.__new__(record_class)  # BaseModel.__new__: tracked as moto tracks it
                 stored.partition_key = record.get("PartitionKey")
                 stored.data = record.get("Data")
@@ -101,7 +104,7 @@ def make(original: Callable[..., Any]) -> Callable[..., Any]:
                 stored.explicit_hash_key = record.get("ExplicitHashKey")
                 stored.created_at = arrival
                 shard.records[number] = stored
-                answers.append({"SequenceNumber": str(number), "ShardId": names[id(shard)]})
+                answers.append({"SequenceNumber": str(number), "ShardId": entry[1]})
         backend._send_stream_metrics(stream.stream_name, incoming_bytes=sum(sizes), incoming_records=len(records))
         return {"FailedRecordCount": 0, "Records": answers}
 
