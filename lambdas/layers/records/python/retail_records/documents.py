@@ -95,21 +95,55 @@ def full_reason(invoice: str) -> str:
 
 def line_entry(line: Line) -> dict[str, Any]:
     """The line as an element of the document's `lines`, in DynamoDB JSON, built directly (texts as S,
-    Quantity/UnitPrice/amount as N: what TypeSerializer would give, at a fraction of its cost)."""
+    Quantity/UnitPrice/amount as N: what TypeSerializer would give, at a fraction of its cost). Empty and
+    missing texts are left out."""
+    return _sized_entry(line)[0]
+
+
+def _sized_entry(line: Line) -> tuple[dict[str, Any], int]:
+    """line_entry and 1 + its entry_bytes (its size as an element of `lines`), in one pass: a bulk load
+    builds one per row, so the fields are written out rather than looped over."""
     row = line.row
-    texts = {"record_id": line.record_id, "StockCode": str(row.get("StockCode") or ""),
-             "Description": row.get("Description"), "InvoiceDate": str(row["InvoiceDate"]).strip()}
-    entry = {key: {"S": str(value)} for key, value in texts.items() if value is not None and value != ""}
-    entry.update(Quantity={"N": str(line.quantity)}, UnitPrice={"N": str(line.price)}, amount={"N": str(line.amount)})
-    return {"M": entry}
+    entry: dict[str, Any] = {}
+    size = 4  # the element (1) and its map (3); per attribute 2 + its name + its value, as entry_bytes counts
+    if line.record_id is not None and line.record_id != "":
+        value = str(line.record_id)
+        entry["record_id"] = {"S": value}
+        size += 11 + _utf8_len(value)
+    value = str(row.get("StockCode") or "")
+    if value:
+        entry["StockCode"] = {"S": value}
+        size += 11 + _utf8_len(value)
+    description = row.get("Description")
+    if description is not None and description != "":
+        value = str(description)
+        entry["Description"] = {"S": value}
+        size += 13 + _utf8_len(value)
+    value = str(row["InvoiceDate"]).strip()
+    if value:
+        entry["InvoiceDate"] = {"S": value}
+        size += 13 + _utf8_len(value)
+    quantity, price, amount = str(line.quantity), str(line.price), str(line.amount)  # ASCII: int and Decimal text
+    entry["Quantity"], entry["UnitPrice"], entry["amount"] = {"N": quantity}, {"N": price}, {"N": amount}
+    return {"M": entry}, size + 29 + len(quantity) + len(price) + len(amount)
+
+
+def _utf8_len(value: str) -> int:
+    """The UTF-8 size of a text: its length when it is ASCII (most are), without encoding it."""
+    return len(value) if value.isascii() else len(value.encode("utf-8"))
 
 
 def entry_bytes(entry: dict[str, Any]) -> int:
     """A line's size in the item, by DynamoDB's published rules, rounded up: 3 bytes for the map and one
     per element, attribute names and string values in UTF-8 bytes, a number counted as its text (DynamoDB
-    stores about one byte per two digits, so the budget errs on the safe side)."""
-    return 3 + sum(2 + len(name) + len(next(iter(value.values())).encode("utf-8"))
-                   for name, value in entry["M"].items())
+    stores about one byte per two digits, so the budget errs on the safe side). (An ASCII text's length
+    is its size in bytes: most values are measured without encoding them.)"""
+    size = 3
+    for name, value in entry["M"].items():
+        for content in value.values():
+            size += 2 + len(name) + _utf8_len(content)
+            break
+    return size
 
 
 def text(item: dict[str, Any], name: str) -> str | None:
@@ -134,8 +168,7 @@ def fold_invoice(invoice: str, stored: dict[str, Any] | None, lines: list[Line]
     size = INVOICE_FIELDS_BYTES + 3 + sum(1 + entry_bytes(entry) for entry in entries)
     added, overflow = [], []
     for line in fresh.values():
-        entry = line_entry(line)
-        grown = 1 + entry_bytes(entry)
+        entry, grown = _sized_entry(line)
         if size + grown > ITEM_BUDGET_BYTES:
             overflow.append(line)
             continue
