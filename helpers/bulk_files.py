@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ import pandas as pd
 from helpers import config, dataset
 
 PREFIX = "incoming/"
+UPLOAD_THREADS = 8
 UNDATED = "undated"
 
 
@@ -92,15 +94,19 @@ def cut(path: Path | str | None = None, *, by: str = "day", rows: int | None = N
     raise ValueError(f"by must be 'day' or 'rows', not {by!r}")
 
 
-def upload(bucket: str, parts: list[Part], prefix: str = PREFIX, s3: Any = None) -> list[str]:
-    """put_object each part under `prefix`; the keys written."""
+def upload(bucket: str, parts: list[Part], prefix: str = PREFIX, s3: Any = None, threads: int = UPLOAD_THREADS
+           ) -> list[str]:
+    """put_object each part under `prefix`, `threads` at a time (a day's file is small: one at a time,
+    the round trips were the upload's time); the keys written, in the parts' order."""
     s3 = s3 or config.client("s3")
-    keys = []
-    for part in parts:
+
+    def put(part: Part) -> str:
         key = f"{prefix}{part.name}"
         s3.put_object(Bucket=bucket, Key=key, Body=part.body, ContentType="text/csv; charset=iso-8859-1")
-        keys.append(key)
-    return keys
+        return key
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(put, parts))
 
 
 def add_command(commands: Any) -> None:
