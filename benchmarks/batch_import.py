@@ -143,6 +143,8 @@ def run() -> dict[str, Any]:
         cpu = ({key: round(cpu_after[key] - cpu_before.get(key, 0.0), 1) for key in ("server", "lambda_workers")}
                if cpu_before and cpu_after else None)
 
+        phases = {name: round(sum(answer.get("seconds", {}).get(name, 0.0) for answer in answers), 2)
+                  for name in ("stage", "copy", "move")}
         files = [f for answer in answers for f in answer["files"] if f["status"] == "loaded"]
         stored, quarantined = sum(f["stored"] for f in files), sum(f["quarantined"] for f in files)
         documents, lines, amount = _scan_totals(dynamodb)
@@ -152,6 +154,7 @@ def run() -> dict[str, Any]:
     return {
         "file": str(path), "source": origin, "rows": len(raw), "files": len(parts), "cut_s": round(cut_s, 2),
         "upload_s": round(upload_s, 2), "import_s": round(import_s, 2), "invocations": invocations,
+        "import_phases_s": phases,
         "rows_per_s": round(len(raw) / import_s), "cpu_s_during_import": cpu,
         "load_average_1m": round(os.getloadavg()[0], 2), "stored": stored, "quarantined": quarantined,
         "invoice_documents": documents, "document_lines": lines, "warehouse_rows": int(wh_rows),

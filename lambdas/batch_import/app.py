@@ -111,19 +111,25 @@ def import_incoming(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The handler's work: stage every file it can, one COPY of those finished, then move them."""
     bucket = os.environ["LAKE_BUCKET"]
     owner = getattr(context, "aws_request_id", None) or f"local-{time.time_ns()}"
+    started = time.perf_counter()
     objects = list_incoming(bucket, setting("INCOMING_PREFIX", "incoming/"))
     with ThreadPoolExecutor(max(1, int(setting("FILE_THREADS", "4")))) as pool:
         work = list(pool.map(lambda item: stage_object(bucket, item, owner, context), objects))
+    staged = time.perf_counter()
     load_staged(bucket, [w for w in work if w.report.status == "staged"], owner)
+    loaded = time.perf_counter()
     move_all(bucket, [w for w in work if w.report.status in ("loaded", "already_loaded")],
              setting("PROCESSED_PREFIX", "processed/"))
     move_all(bucket, [w for w in work if w.report.status == "refused"], setting("QUARANTINE_PREFIX", "quarantine/"))
+    moved = time.perf_counter()
     reports = [w.report for w in work]
     answer: dict[str, Any] = {status: sum(1 for r in reports if r.status == status) for status in
                               ("loaded", "continued", "busy", "already_loaded", "refused", "deferred")}
     answer.update(rows=sum(r.rows for r in reports if r.status == "loaded"),
                   stored=sum(r.stored for r in reports if r.status == "loaded"),
                   quarantined=sum(r.quarantined for r in reports if r.status == "loaded"))
+    answer["seconds"] = {"stage": round(staged - started, 2), "copy": round(loaded - staged, 2),
+                         "move": round(moved - loaded, 2)}  # where the invocation's time went
     logger.info("batch import (%s): %s", event.get("source", "direct"), json.dumps(answer))
     answer["files"] = [asdict(r) for r in reports]
     return answer
