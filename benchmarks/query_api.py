@@ -4,8 +4,10 @@
    authorizer and query functions, the TOKEN authorizer cached 300 s per token, the serving table);
 2. fill: the serving table gets the invoice documents of the real file (RETAIL_REAL_DATA; 25,900 on the
    full file; `--rows N` for the first N rows, data/sample.csv when the file is absent), built by the
-   batch path's own code (lambdas/batch_import: `records.prepare`, `documents.line_of`, `fold_invoice`,
-   the items the stream path writes too) and written with BatchWriteItem from THREADS threads;
+   functions' record contract (`retail_records`: `contract.prepare`, `documents.line_of`, `fold_invoice`,
+   the items the stream and batch paths write) and written with BatchWriteItem from THREADS threads;
+   then the first periodic snapshot after that bulk load is waited for (`--no-settle`: not), so the load
+   meets the steady state (a snapshot taken under the load is a cost of its own, told apart in 4.);
 3. query: `paced_queries`, the measurement pipeline_e2e runs too: after WARM_UP requests (the first two,
    cold, reported on their own) a paced RATE requests/s for SECONDS s, half GET /invoices/{n} (the
    invoice's customer's token, an admin token for guest invoices), half GET
@@ -14,10 +16,11 @@
 4. the server during the slow requests: the local cloud's trace (`/_localcloud/trace`: per stage request
    its authorizer and integration invokes, each invoke's wait for a worker and its run, the function's
    DynamoDB calls, and server-wide pauses: garbage collection, snapshot forks) for the requests above
-   the p90, and the server's pauses over the whole window.
+   the p90, and the server's pauses over the whole window; CPU and run-queue wait per request of the
+   server, its workers and the client, and the machine's CPU pressure (a shared machine's other work).
 
 Run: `python -m benchmarks --only query` or `.venv/bin/python -m benchmarks.query_api [--rows N]
-[--seconds S] [--rate R] [--out F]`.
+[--seconds S] [--rate R] [--no-settle] [--out F] [--spans F] [--env NAME=VALUE]`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ GRACE_S = 15.0  # after the last scheduled request, how long answers are waited 
 WARM_UP = 40
 SAMPLED = 300  # invoices and customers the requests go over
 THREADS = 4  # BatchWriteItem callers filling the table
+SETTLE_TIMEOUT_S = 300.0  # how long the snapshot after the bulk load is waited for
 
 
 def _log(message: str) -> None:
@@ -107,9 +111,10 @@ def query_plan(api: Any, by_invoice: Mapping[str, str], rate: float, seconds: fl
 
 
 def waiting_for_cpu(server_pid: int) -> dict[str, float]:
-    """Seconds the threads of the local cloud, of its children (Lambda workers) and of this process spent
-    runnable but not running, so far (Linux schedstat: time on a run queue): what a busy machine took from
-    them. Threads that ended are not counted."""
+    """Seconds the threads of the local cloud, of its Lambda workers, of its other children (a snapshot
+    being pickled, at idle priority: it waits by design) and of this process spent runnable but not
+    running, so far (Linux schedstat: time on a run queue): what a busy machine took from them. Threads
+    that ended are not counted."""
 
     def waited(pid: int) -> float:
         total = 0
@@ -124,13 +129,20 @@ def waiting_for_cpu(server_pid: int) -> dict[str, float]:
                 continue
         return total / 1e9
 
+    def is_worker(pid: int) -> bool:
+        try:
+            return b"worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
     children = []
     for task in Path(f"/proc/{server_pid}/task").iterdir():
         try:
             children += [int(pid) for pid in (task / "children").read_text().split()]
         except OSError:
             continue
-    return {"server": waited(server_pid), "children": sum(waited(pid) for pid in children),
+    return {"server": waited(server_pid), "lambda_workers": sum(waited(pid) for pid in children if is_worker(pid)),
+            "other_children": sum(waited(pid) for pid in children if not is_worker(pid)),
             "client": waited(os.getpid())}
 
 
@@ -416,8 +428,34 @@ def _deploy() -> dict[str, Any]:
     return {"table": n.table, "api": api, "secret": secret}
 
 
+def wait_for_snapshot(state_dir: Path, server_pid: int, since: float, timeout_s: float = SETTLE_TIMEOUT_S) -> float:
+    """Wait until the local cloud has saved a snapshot written after `since` and no snapshot child runs
+    (the first periodic snapshot after a bulk load comes within its interval, 30 s, and pickles for tens
+    of seconds); seconds waited. The load then meets the steady state: a snapshot taken under load is
+    measured on its own (see the README)."""
+    started = time.monotonic()
+    snapshot = state_dir / "moto-state.pickle"
+
+    def pickling() -> bool:
+        for task in Path(f"/proc/{server_pid}/task").iterdir():
+            try:
+                for pid in (task / "children").read_text().split():
+                    if b"worker.py" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        return True
+            except OSError:
+                continue
+        return False
+
+    while time.monotonic() - started < timeout_s:
+        saved = snapshot.exists() and snapshot.stat().st_mtime > since
+        if saved and not pickling():
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
 def run(rows: int | None = None, rate: float = RATE, seconds: float = SECONDS,
-        env: dict[str, str] | None = None, spans_out: Path | None = None) -> dict[str, Any]:
+        env: dict[str, str] | None = None, spans_out: Path | None = None, settle: bool = True) -> dict[str, Any]:
     from helpers import config
     from localcloud import lifecycle
 
@@ -445,6 +483,9 @@ def run(rows: int | None = None, rate: float = RATE, seconds: float = SECONDS,
             server = lifecycle.health(urlsplit(endpoint).port)
             _log(f"local cloud pid {server.pid if server else None}")
             filled = time.time()
+            if settle and server is not None:
+                result["waited_for_the_snapshot_s"] = wait_for_snapshot(
+                    lifecycle.state_dir(urlsplit(endpoint).port), server.pid, filled)
             measured = paced_queries(deployed["api"], by_invoice, rate, seconds, deployed["secret"],
                                      server_pid=server.pid if server else None)
             answered, (since, until) = measured.pop("_answered"), measured.pop("_window")
@@ -474,11 +515,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="how long the paced load lasts")
     parser.add_argument("--out", type=Path, help="also write the result as JSON here")
     parser.add_argument("--spans", type=Path, help="write every request and the server's spans of the window here")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="start the load right after the bulk load, with its snapshot still to come")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting of the local cloud (e.g. RETAIL_LOCALCLOUD_STALL_MS=5)")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
-    result = run(rows=args.rows, rate=args.rate, seconds=args.seconds, env=env, spans_out=args.spans)
+    result = run(rows=args.rows, rate=args.rate, seconds=args.seconds, env=env, spans_out=args.spans,
+                 settle=not args.no_settle)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
