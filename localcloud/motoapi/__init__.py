@@ -16,7 +16,8 @@ few of its functions. Everything they touch is listed here, so a moto upgrade is
   costs nothing until a name is used.
 
 `patches.py` (fixes moto needs under real volumes) and `fast_json_protocol.py` (its JSON protocol, faster)
-live beside this file and are the only other modules that import moto.
+live beside this file and are the only other modules that import moto; the other patches beside them
+(`clock.py`, `kinesis_put.py`, ...) take what they need of moto from EXPORTS.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ EXPORTS: dict[str, str] = {
     "glue_backends": "moto.glue.models:glue_backends",
     "iam_backends": "moto.iam.models:iam_backends",
     "kinesis_backends": "moto.kinesis.models:kinesis_backends",
+    "kinesis_models": "moto.kinesis.models",  # Record and the utcnow it reads (kinesis_put.py)
+    "kinesis_exceptions": "moto.kinesis.exceptions",
     "lambda_backends": "moto.awslambda.models:lambda_backends",
     "logs_backends": "moto.logs.models:logs_backends",
     "s3_backends": "moto.s3.models:s3_backends",

@@ -53,9 +53,12 @@ def _hash_key(record: dict[str, Any]) -> int | None:
 
 def make(original: Callable[..., Any]) -> Callable[..., Any]:
     """The replacement of `KinesisBackend.put_records` (`original`: moto's)."""
-    from moto.kinesis import models
-    from moto.kinesis.exceptions import RecordSizeExceedsLimit, TooManyRecords, TotalRecordsSizeExceedsLimit
+    from localcloud import motoapi
 
+    models = motoapi.kinesis_models
+    exceptions = motoapi.kinesis_exceptions
+    RecordSizeExceedsLimit, TooManyRecords, TotalRecordsSizeExceedsLimit = (  # noqa: N806 - moto's classes
+        exceptions.RecordSizeExceedsLimit, exceptions.TooManyRecords, exceptions.TotalRecordsSizeExceedsLimit)
     from localcloud.motoapi.patches import _KINESIS_PUT as shard_lock  # the lock patches.py's Shard.put_record takes
 
     record_class = models.Record
