@@ -29,6 +29,8 @@
   rebuilt after any write to DynamoDB (so a read-mostly API pays the pass once, not per query).
 - TransactWriteItems deep-copied the tables it writes (its rollback) once per item of the request: 100
   copies of the table for 100 items. Once per request now (`transact_copy.py`).
+- Item sizes: each number's digits were counted and each text and attribute name encoded every time an
+  item was measured; numbers and names are now measured once per text (`dynamodb_sizes.py`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ def apply() -> None:
     _query_one_partition()
     _item_size_once()
     _dynamo_type_without_copies()
+    from localcloud.motoapi import dynamodb_sizes
+
+    dynamodb_sizes.apply()  # numbers and names measured once per text (over the copy-free size above)
     _batch_write_duplicates_by_key()
     _project_top_level_attributes()
     _moto_modules_listed_once()
