@@ -164,9 +164,12 @@ def save_in_child(path: Path, durable: bool = False,
     started, wall = time.perf_counter(), time.time()
     parent = os.getpid()
     with frozen as lsn:
+        forking, fork_wall = time.perf_counter(), time.time()
         pid = os.fork()
-    if pid != 0:  # the parent: the journal stood still and the fork copied the page tables meanwhile
-        trace.record("snapshot", "fork", wall, time.perf_counter() - started, child=pid)
+        forked_at = time.perf_counter()
+    if pid != 0:  # the parent: the fork copied the page tables with the GIL held, every thread waited
+        trace.record("snapshot", "freeze", wall, forking - started, child=pid)  # writes wait (apply lock, rotation)
+        trace.record("snapshot", "fork", fork_wall, forked_at - forking, child=pid)
     if pid == 0:  # the child: pickle, write, leave without running the parent's cleanup
         code = 1
         try:

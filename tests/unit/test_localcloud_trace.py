@@ -92,11 +92,12 @@ def test_a_snapshot_child_runs_at_idle_priority() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="snapshots fork")
-def test_a_periodic_snapshot_shows_its_fork_and_its_child(tmp_path: Path) -> None:
+def test_a_periodic_snapshot_shows_its_freeze_its_fork_and_its_child(tmp_path: Path) -> None:
     since = time.time()
     snapshots.save_in_child(tmp_path / snapshots.SNAPSHOT_FILE)
     spans = {s["name"]: s for s in trace.spans(since) if s["kind"] == "snapshot"}
-    assert set(spans) == {"fork", "child"} and spans["child"]["child"] == spans["fork"]["child"]
+    assert set(spans) == {"freeze", "fork", "child"}
+    assert spans["child"]["child"] == spans["fork"]["child"] == spans["freeze"]["child"]
     assert spans["child"]["ms"] >= spans["fork"]["ms"]
 
 
