@@ -57,6 +57,10 @@ EXPORTS: dict[str, str] = {
     "kinesis_backends": "moto.kinesis.models:kinesis_backends",
     "kinesis_models": "moto.kinesis.models",  # Record and the utcnow it reads (kinesis_put.py)
     "kinesis_exceptions": "moto.kinesis.exceptions",
+    "DynamoType": "moto.dynamodb.models.dynamo_type:DynamoType",  # dynamodb_sizes.py
+    "dynamodb_bytesize": "moto.dynamodb.models.utilities:bytesize",
+    "dynamodb_number_size": "moto.dynamodb.models.utilities:number_size",
+    "DynamoTable": "moto.dynamodb.models.table:Table",  # transact_copy.py
     "lambda_backends": "moto.awslambda.models:lambda_backends",
     "logs_backends": "moto.logs.models:logs_backends",
     "s3_backends": "moto.s3.models:s3_backends",

@@ -22,9 +22,8 @@ _undo: list[Callable[[], None]] = []
 
 def make(current: Callable[[Any], int]) -> Callable[[Any], int]:
     """The replacement of DynamoType.size (`current`: the size it replaces, for the kinds left to it)."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.utilities import bytesize, number_size
-
+    DynamoType = motoapi.DynamoType  # noqa: N806 - moto's class
+    bytesize, number_size = motoapi.dynamodb_bytesize, motoapi.dynamodb_number_size
     number_text_size = functools.lru_cache(maxsize=CACHE_SIZE)(number_size)
     name_size = functools.lru_cache(maxsize=CACHE_SIZE)(bytesize)
 
@@ -55,8 +54,7 @@ def apply() -> None:
     """Install the faster size over the one in place (idempotent)."""
     if _undo:
         return
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
+    DynamoType = motoapi.DynamoType  # noqa: N806 - moto's class
     current = DynamoType.size
     if motoapi.parameters_of(current)[:1] not in (("self",), ("value",)) or len(motoapi.parameters_of(current)) != 1:
         raise motoapi.MotoVersionError(f"DynamoType.size takes {motoapi.parameters_of(current)}; dynamodb_sizes "

@@ -63,8 +63,7 @@ def apply() -> None:
         return
     import importlib
 
-    from moto.dynamodb.models.table import Table
-
+    Table = motoapi.DynamoTable  # noqa: N806 - moto's class
     holder = importlib.import_module(COPY_HOLDER)
     if getattr(holder, "copy", None) is not copy:
         raise motoapi.MotoVersionError(f"{COPY_HOLDER} no longer imports the copy module as `copy`; "
