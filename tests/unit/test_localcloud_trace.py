@@ -101,6 +101,43 @@ def test_a_periodic_snapshot_shows_its_freeze_its_fork_and_its_child(tmp_path: P
     assert spans["child"]["ms"] >= spans["fork"]["ms"]
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc").is_dir(), reason="snapshots fork; reads /proc")
+def test_a_pickling_child_is_stopped_while_requests_come_and_continued_in_the_gaps() -> None:
+    busy = threading.Event()
+    busy.set()
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(0.5)  # "pickling": only the time it is let run counts
+        os._exit(0)
+    since = time.time()
+    waiter = threading.Thread(target=lambda: snapshots.wait_paced(pid, busy.is_set, 60.0))
+    waiter.start()
+    time.sleep(0.2)
+    assert _state(pid) == "T"  # stopped while busy
+    time.sleep(0.8)
+    assert waiter.is_alive() and _state(pid) == "T"  # still held: its 0.5 s have not run
+    busy.clear()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    paused = [s for s in trace.spans(since) if s["kind"] == "snapshot" and s["name"] == "paused"]
+    assert len(paused) == 1 and paused[0]["ms"] >= 900
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="snapshots fork")
+def test_a_child_held_up_to_its_limit_then_runs_to_its_end() -> None:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(0.1)
+        os._exit(7)
+    started = time.monotonic()
+    status = snapshots.wait_paced(pid, lambda: True, 0.3)  # always busy: held 0.3 s, then let go
+    assert os.waitstatus_to_exitcode(status) == 7 and 0.3 <= time.monotonic() - started < 5
+
+
 # --------------------------------------------------------------------------------------------------
 # Inside a local cloud
 
