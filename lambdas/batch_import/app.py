@@ -25,8 +25,9 @@ not the published one is refused whole and moved to QUARANTINE_PREFIX.
 Environment: LAKE_BUCKET, TABLE_NAME, LEDGER_TABLE, the warehouse's (see warehouse.py); optional
 STAGING_BUCKET (where the staged parts and manifests go, the bucket the warehouse's COPY role may read;
 default LAKE_BUCKET), INCOMING_PREFIX (incoming/), PROCESSED_PREFIX (processed/), STAGED_PREFIX (staged/), QUARANTINE_PREFIX
-(quarantine/), CHUNK_ROWS (5000), SAFETY_MS (20000), FILE_THREADS (4). A file must fit in the function's
-memory: the client cuts big files by day or by rows.
+(quarantine/), CHUNK_ROWS (5000), SAFETY_MS (20000), FILE_THREADS (8: a file spends much of its time
+waiting for its requests' answers, so more files in flight keep the function and the services busy). A file
+must fit in the function's memory: the client cuts big files by day or by rows.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def import_incoming(event: dict[str, Any], context: Any) -> dict[str, Any]:
     owner = getattr(context, "aws_request_id", None) or f"local-{time.time_ns()}"
     started = time.perf_counter()
     objects = list_incoming(bucket, setting("INCOMING_PREFIX", "incoming/"))
-    with ThreadPoolExecutor(max(1, int(setting("FILE_THREADS", "4")))) as pool:
+    with ThreadPoolExecutor(max(1, int(setting("FILE_THREADS", "8")))) as pool:
         work = list(pool.map(lambda item: stage_object(bucket, item, owner, context), objects))
     staged = time.perf_counter()
     load_staged(bucket, [w for w in work if w.report.status == "staged"], owner)
