@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from localcloud.awslambda.runtime import split_function
+from localcloud.awslambda.functions import split_function
 
 PROBE = '''
 import os, sys, time
@@ -552,7 +552,9 @@ def test_internal_payloads_skip_the_validation_parse_and_external_ones_keep_it(
 
 
 def test_async_destinations_to_another_function_send_marked_json() -> None:
-    from localcloud.awslambda import runtime as lambda_runtime
+    from localcloud.awslambda import async_invoke
+    from localcloud.awslambda.functions import FunctionSpec
+    from localcloud.executors import JSONPayload
 
     sent: list[bytes] = []
 
@@ -560,12 +562,12 @@ def test_async_destinations_to_another_function_send_marked_json() -> None:
         def invoke(self, function: str, payload: bytes, **kwargs: Any) -> None:
             sent.append(payload)
 
-    spec = lambda_runtime.FunctionSpec("123456789012", "us-east-1", "fn", "$LATEST", "arn", "app.handler",
+    spec = FunctionSpec("123456789012", "us-east-1", "fn", "$LATEST", "arn", "app.handler",
                                        "python3.11", "sha", 3, 128, (), (), None)
     record = {"requestPayload": {"q": "\"caf\u00e9\""}}
-    lambda_runtime.send_to_destination("arn:aws:lambda:us-east-1:123456789012:function:next", record, "Success",
+    async_invoke.send_to_destination("arn:aws:lambda:us-east-1:123456789012:function:next", record, "Success",
                                        spec, Recorder())  # type: ignore[arg-type]
-    assert [type(p) for p in sent] == [lambda_runtime.JSONPayload] and json.loads(sent[0]) == record
+    assert [type(p) for p in sent] == [JSONPayload] and json.loads(sent[0]) == record
 
 
 def test_a_worker_exits_when_the_server_end_of_its_pipe_closes_even_mid_invocation(tmp_path: Any) -> None:
@@ -576,7 +578,7 @@ def test_a_worker_exits_when_the_server_end_of_its_pipe_closes_even_mid_invocati
     import sys
 
     from localcloud.awslambda import worker as lambda_worker
-    from localcloud.awslambda.runtime import WORKER
+    from localcloud.awslambda.environments import WORKER
 
     (tmp_path / "app.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(60)\n")
     to_worker_r, to_worker = os.pipe()
