@@ -23,13 +23,13 @@ import copy
 import json
 import re
 import string
-from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, Callable
 
 from werkzeug.wrappers import Request
 
 from localcloud.executors import WSGIApp
+from localcloud.persistence import clock
 
 DEPLOYMENTS = "_localcloud_deployments"  # attribute of moto's Api: deployment id -> snapshot
 _DEPLOYMENTS_PATH = re.compile(r"^/v2/apis/(?P<api>[^/]+)/deployments(?:/(?P<deployment>[^/]+))?$")
@@ -78,7 +78,7 @@ def served(api: Any, stage: Any) -> tuple[list[Any], dict[str, Any]] | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")  # the journal's clock: a replay stores the same
 
 
 def _deployment_json(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def update_stage(api: Any, stage_name: str, changes: dict[str, Any]) -> dict[str
         if field in changes:
             setattr(stage, attribute, changes[field])
             stage.config[field] = changes[field]
-    stage.updated = datetime.now()
+    stage.updated = clock.utcnow().astimezone().replace(tzinfo=None)  # moto's local naive time
     return stage.to_json()
 
 

@@ -6,7 +6,11 @@ deletions only).
 
 Where a folder's children are plain folders (not `key=value`), the children whose schemas are alike
 become partitions of one table (keys `partition_0`, ...), otherwise each child is its own table, named
-after its folder: the documented rule of "the majority of schemas at a folder level are similar"."""
+after its folder: the documented rule of "the majority of schemas at a folder level are similar".
+
+A crawl only reads the catalog: what it would write is a list of changes (`Outcome.changes`, plain JSON),
+which `apply` makes under the journal's lock (glue/executor.py sends them as one effect, so a crawl that
+finished survives a crash and a replay writes exactly what the crawl decided)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,6 +63,42 @@ class Outcome:
     partitions_created: int = 0
     partitions_deleted: int = 0
     messages: list[str] = field(default_factory=list)
+    changes: list[list[Any]] = field(default_factory=list)  # [kind, database, ...]: see `apply`
+
+
+def apply(glue: Any, changes: list[list[Any]]) -> None:
+    """Write a crawl's changes into moto's catalog (`glue`: its backend). What the catalog became since
+    the crawl read it is met as AWS's crawler would: a table created meanwhile is updated, a partition
+    or table already there (or already gone) is left, a database deleted meanwhile takes its tables."""
+    for kind, database_name, *args in changes:
+        if kind == "create_database":
+            if database_name not in glue.databases:
+                glue.create_database(database_name, {"Name": database_name})
+            continue
+        database = glue.databases.get(database_name)
+        if database is None:
+            continue
+        if kind == "put_table":
+            name, table_input = args
+            if name in database.tables:
+                glue.update_table(database_name, name, table_input)
+            else:
+                glue.create_table(database_name, name, table_input)
+        elif kind == "create_partition":
+            name, partition = args
+            table = database.tables.get(name)
+            if table is not None and str(list(partition["Values"])) not in table.partitions:
+                table.create_partition(partition)
+        elif kind == "delete_partition":
+            name, key = args
+            table = database.tables.get(name)
+            if table is not None:
+                table.partitions.pop(key, None)
+        elif kind == "delete_table":
+            if args[0] in database.tables:
+                glue.delete_table(database_name, args[0])
+        else:
+            raise ValueError(f"unknown catalog change {kind!r}")
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -151,7 +192,8 @@ def plan(root: str, objects: list[S3Object], schema_of: Callable[[list[S3Object]
 
 
 class Crawl:
-    """One run of `crawler` (moto's FakeCrawler) over moto's S3, writing moto's Glue catalog."""
+    """One run of `crawler` (moto's FakeCrawler) over moto's S3: what it would write in moto's Glue
+    catalog, as `Outcome.changes` (the catalog itself is only read)."""
 
     def __init__(self, glue: Any, crawler: Any, lake: Lake, stopping: Callable[[], bool]):
         self.glue, self.crawler, self.lake, self.stopping = glue, crawler, lake, stopping
@@ -189,7 +231,8 @@ class Crawl:
         if not name:
             raise CrawlError("the crawler has no DatabaseName")
         if name not in self.glue.databases:  # the crawler creates its database when it is missing
-            self.glue.create_database(name, {"Name": name})
+            self.outcome.changes.append(["create_database", name])
+            return SimpleNamespace(name=name, tables={})
         return self.glue.databases[name]
 
     def _groups(self, target: dict[str, Any]) -> list[Group]:
@@ -290,41 +333,41 @@ class Crawl:
         old = existing.get_version(str(existing._current_version)) if existing is not None else None
         table_input = self._table_input(group, old)
         if existing is None:
-            self.glue.create_table(database.name, name, table_input)
+            self.outcome.changes.append(["put_table", database.name, name, table_input])
             self.outcome.tables_created += 1
         elif self._shape(old) != self._shape(table_input):
             if policy.get("UpdateBehavior", "UPDATE_IN_DATABASE") == "UPDATE_IN_DATABASE":
-                self.glue.update_table(database.name, name, table_input)
+                self.outcome.changes.append(["put_table", database.name, name, table_input])
                 self.outcome.tables_updated += 1
             else:
                 self.outcome.messages.append(f"table {name}: schema changed, left as it is (UpdateBehavior LOG)")
-        table = database.tables[name]
         if not group.keys:
             return name
+        partitions = dict(existing.partitions) if existing is not None else {}
         descriptor = table_input["StorageDescriptor"]
         kind = table_input["Parameters"]["classification"]
         for values, objects in sorted(group.parts.items()):
-            if str(list(values)) in table.partitions:
+            if str(list(values)) in partitions:
                 continue
             location = objects[0].url.rsplit("/", 1)[0] + "/"  # the partition's folder, as written
             part_descriptor = {**descriptor, "Location": location,
                                "Parameters": {**descriptor["Parameters"], "objectCount": str(len(objects)),
                                               "sizeKey": str(sum(o.size for o in objects))}}
-            table.create_partition({"Values": list(values), "StorageDescriptor": part_descriptor,
-                                    "Parameters": {"classification": kind}})
+            self.outcome.changes.append(["create_partition", database.name, name, {
+                "Values": list(values), "StorageDescriptor": part_descriptor, "Parameters": {"classification": kind}}])
             self.outcome.partitions_created += 1
-        self._stale_partitions(database, table, group)
+        self._stale_partitions(database.name, name, partitions, group)
         return name
 
-    def _stale_partitions(self, database: Any, table: Any, group: Group) -> None:
+    def _stale_partitions(self, database: str, table: str, partitions: dict[str, Any], group: Group) -> None:
         behavior = (self.crawler.schema_change_policy or {}).get("DeleteBehavior", "DEPRECATE_IN_DATABASE")
         found = {str(list(values)) for values in group.parts}
-        for key in [k for k in table.partitions if k not in found]:
+        for key in [k for k in partitions if k not in found]:
             if behavior == "DELETE_FROM_DATABASE":
-                del table.partitions[key]
+                self.outcome.changes.append(["delete_partition", database, table, key])
                 self.outcome.partitions_deleted += 1
             else:
-                self.outcome.messages.append(f"partition {key} of {table.name} no longer found ({behavior})")
+                self.outcome.messages.append(f"partition {key} of {table} no longer found ({behavior})")
 
     def _deletions(self, database: Any, targets: list[dict[str, Any]], seen: set[str]) -> None:
         """Tables this crawler made under its targets whose objects are gone, per DeleteBehavior."""
@@ -337,13 +380,14 @@ class Crawl:
                     or not any(location.startswith(root) for root in roots)):
                 continue
             if behavior == "DELETE_FROM_DATABASE":
-                self.glue.delete_table(database.name, name)
+                self.outcome.changes.append(["delete_table", database.name, name])
                 self.outcome.tables_deleted += 1
             elif behavior == "DEPRECATE_IN_DATABASE":
                 parameters = dict(current.get("Parameters") or {})
                 if "DEPRECATED_BY_CRAWLER" not in parameters:
                     parameters["DEPRECATED_BY_CRAWLER"] = str(int(time.time()))
-                    self.glue.update_table(database.name, name, {**current, "Parameters": parameters})
+                    self.outcome.changes.append(["put_table", database.name, name,
+                                                 {**current, "Parameters": parameters}])
                     self.outcome.tables_updated += 1
             else:
                 self.outcome.messages.append(f"table {name}: objects no longer found (DeleteBehavior LOG)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 # kinds of read (moto's helpers and direct calls, see motoapi/clock.py): one letter each in the journal
@@ -88,6 +89,12 @@ def read(kind: str) -> int:
     if tape is None:
         return time.time_ns() // 1000
     return tape.read(kind)
+
+
+def utcnow() -> datetime:
+    """Now as an aware UTC datetime, for an executor's own timestamps (a deployment's createdDate, a
+    crawler's LastUpdated): inside a journaled request the recorded value, so a replay stores the same."""
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=read(UTCNOW))
 
 
 def active() -> Recording | Playback | None:

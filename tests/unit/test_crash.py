@@ -394,6 +394,7 @@ def _bucket_keys_of(s3: Any, bucket: str) -> list[str]:
 
 # No periodic snapshot: every write of the test below is in the journal when the server is killed.
 JOURNAL_ONLY = {**ENV, "RETAIL_LOCALCLOUD_SNAPSHOT_S": "0"}
+TIMED_EXECUTORS = {**JOURNAL_ONLY, "RETAIL_LOCALCLOUD_EXECUTORS": "persistence,awslambda,apigateway,apigatewayv2,glue"}
 
 
 def _write_what_has_times(endpoint: str) -> None:
@@ -421,6 +422,18 @@ def _write_what_has_times(endpoint: str) -> None:
         FunctionName="timed", Runtime="python3.11", Role=_role(endpoint, "timed-role", "s3:GetObject"),
         Handler="app.handler", Code={"ZipFile": bundle.getvalue()})
     _client(endpoint, "apigateway").create_rest_api(name="timed")
+    http = _client(endpoint, "apigatewayv2")  # the executors' own times: a deployment, a stage's update
+    api = http.create_api(Name="timed", ProtocolType="HTTP")["ApiId"]
+    integration = http.create_integration(ApiId=api, IntegrationType="HTTP_PROXY", IntegrationMethod="GET",
+                                          IntegrationUri="https://example.com", PayloadFormatVersion="1.0")
+    http.create_route(ApiId=api, RouteKey="GET /timed", Target=f"integrations/{integration['IntegrationId']}")
+    http.create_stage(ApiId=api, StageName="live")
+    deployment = http.create_deployment(ApiId=api)["DeploymentId"]
+    http.update_stage(ApiId=api, StageName="live", DeploymentId=deployment)
+    glue = _client(endpoint, "glue")
+    glue.create_crawler(Name="timed", Role="arn:aws:iam::123456789012:role/timed", DatabaseName="timed",
+                        Targets={"S3Targets": [{"Path": "s3://timed/"}]})
+    glue.update_crawler(Name="timed", Description="updated")
 
 
 def _times(endpoint: str) -> dict[str, Any]:
@@ -435,6 +448,8 @@ def _times(endpoint: str) -> dict[str, Any]:
     queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["CreatedTimestamp", "LastModifiedTimestamp"])
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
                                    MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"])["Messages"]
+    http = _client(endpoint, "apigatewayv2")
+    api = next(a["ApiId"] for a in http.get_apis()["Items"] if a["Name"] == "timed")
     return {
         "kinesis stream": kinesis.describe_stream_summary(StreamName="timed")["StreamDescriptionSummary"][
             "StreamCreationTimestamp"],
@@ -448,13 +463,16 @@ def _times(endpoint: str) -> dict[str, Any]:
         "lambda": _client(endpoint, "lambda").get_function(FunctionName="timed")["Configuration"]["LastModified"],
         "iam role": _client(endpoint, "iam").get_role(RoleName="timed-role")["Role"]["CreateDate"],
         "rest api": [api["createdDate"] for api in _client(endpoint, "apigateway").get_rest_apis()["items"]],
+        "http api deployment": [(d["DeploymentId"], d["CreatedDate"]) for d in http.get_deployments(ApiId=api)["Items"]],
+        "http api stage": http.get_stage(ApiId=api, StageName="live")["LastUpdatedDate"],
+        "glue crawler": _client(endpoint, "glue").get_crawler(Name="timed")["Crawler"]["LastUpdated"],
     }
 
 
 def test_the_times_of_acknowledged_writes_are_the_same_after_a_kill_9(tmp_path: Path) -> None:
     """A write replayed from the journal keeps the times moto gave it when it was acknowledged (a Kinesis
     record's arrival, an object's LastModified, a table's creation and stream label...), as on AWS."""
-    with lifecycle.running(tmp_path, JOURNAL_ONLY) as endpoint:
+    with lifecycle.running(tmp_path, TIMED_EXECUTORS) as endpoint:
         port = int(endpoint.rsplit(":", 1)[1])
         _write_what_has_times(endpoint)
         before = _times(endpoint)

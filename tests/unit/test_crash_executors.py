@@ -278,3 +278,67 @@ def test_firehose_records_accepted_before_a_kill_9_are_delivered_once(tmp_path: 
         assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost, e.g. {missing[:3]}"
         assert not doubled, f"delivered twice: {doubled[:3]}"
         assert flush(endpoint, "orders")["Records"] == 0  # nothing left behind to come again
+
+
+# --------------------------------------------------------------------------------------------------
+# Glue crawlers
+
+
+def _crawler_ready(glue: Any, name: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crawler = glue.get_crawler(Name=name)["Crawler"]
+        if crawler["State"] == "READY" and "LastCrawl" in crawler:
+            return crawler
+        time.sleep(0.05)
+    raise AssertionError(f"crawler {name} is still {crawler['State']}")
+
+
+def test_a_finished_crawl_keeps_its_tables_across_a_kill_9_and_a_cut_one_fails(tmp_path: Path) -> None:
+    """No snapshot: the crawl's tables and partitions, its SUCCEEDED and its metrics come back from the
+    journal (the replayed StartCrawler does not crawl again); a crawl the kill cut short is FAILED."""
+    env = {"RETAIL_LOCALCLOUD_EXECUTORS": "persistence,glue", "RETAIL_LOCALCLOUD_SNAPSHOT_S": "0",
+           "RETAIL_LOCALCLOUD_JOURNAL": "fsync"}
+    with lifecycle.running(tmp_path, env) as endpoint:
+        port = int(endpoint.rsplit(":", 1)[1])
+        s3, glue = _client(endpoint, "s3"), _client(endpoint, "glue")
+        s3.create_bucket(Bucket="lake")
+        for day in (1, 2, 3):
+            s3.put_object(Bucket="lake", Key=f"raw/year=2010/month=12/day={day:02d}/part-0.jsonl",
+                          Body=b"".join(json.dumps({"InvoiceNo": f"5365{day}{n}", "Quantity": n}).encode() + b"\n"
+                                        for n in range(5)))
+        role = "arn:aws:iam::123456789012:role/crawler"
+        glue.create_crawler(Name="raw", Role=role, DatabaseName="retail",
+                            Targets={"S3Targets": [{"Path": "s3://lake/raw/"}]})
+        glue.start_crawler(Name="raw")
+        before = _crawler_ready(glue, "raw")
+        assert before["LastCrawl"]["Status"] == "SUCCEEDED"
+        partitions = {tuple(p["Values"]) for p in glue.get_partitions(DatabaseName="retail", TableName="raw")["Partitions"]}
+        assert len(partitions) == 3
+        for day in (1, 2, 3):  # the catalog keeps what the crawl found (a crawl run again would find nothing)
+            s3.delete_object(Bucket="lake", Key=f"raw/year=2010/month=12/day={day:02d}/part-0.jsonl")
+
+        journal = _kill_and_up(port)
+        assert journal["replayed"] > 0
+
+        after = glue.get_crawler(Name="raw")["Crawler"]
+        assert after["State"] == "READY" and after["LastCrawl"]["Status"] == "SUCCEEDED"
+        assert after["LastCrawl"]["StartTime"] == before["LastCrawl"]["StartTime"]
+        table = glue.get_table(DatabaseName="retail", Name="raw")["Table"]
+        assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month", "day"]
+        assert {tuple(p["Values"]) for p in glue.get_partitions(DatabaseName="retail", TableName="raw")["Partitions"]} \
+            == partitions
+        [metrics] = glue.get_crawler_metrics(CrawlerNameList=["raw"])["CrawlerMetricsList"]
+        assert metrics["TablesCreated"] == 1 and not metrics["StillEstimating"]
+
+        # a crawl the kill cuts short (killed as StartCrawler is answered) is FAILED once the journal is
+        # replayed, never left RUNNING (a crawl quicker than the kill has SUCCEEDED: both are AWS's states)
+        for day in range(1, 31):
+            s3.put_object(Bucket="lake", Key=f"raw/year=2010/month=12/day={day:02d}/part-0.jsonl",
+                          Body=b'{"InvoiceNo": "536999", "Quantity": 1}\n')
+        glue.start_crawler(Name="raw")
+        _kill_and_up(port)
+        cut = _crawler_ready(glue, "raw")
+        assert cut["LastCrawl"]["StartTime"] > before["LastCrawl"]["StartTime"]
+        assert (cut["LastCrawl"]["Status"], cut["LastCrawl"].get("ErrorMessage")) in (
+            ("FAILED", "the local cloud stopped during the crawl"), ("SUCCEEDED", None))
