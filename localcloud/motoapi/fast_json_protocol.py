@@ -94,24 +94,56 @@ def _compiled(cache: dict[tuple[int, str], Walker], build: Any, shape: Any, kind
     return walker
 
 
-def _container_parser(shape: Any, kind: str, namespace: int) -> Any:
-    if kind == "structure":
-        members = {member.serialization.get("name", name): (name, parser(member, namespace))
-                   for name, member in shape.members.items()}
+def _attribute_values_parsed(generic: Any) -> Any:
+    """A request's AttributeValue (DynamoDB's item, key and expression values), parsed by its one key as
+    the generic structure walker would: a text or number as it came, a boolean or null too, a map's and
+    a list's elements walked (None kept as None: the map and list walkers hand it to the structure walker,
+    which answers None); anything else (binary to decode, sets, several keys) takes `generic`."""
+    def walk(value: Any) -> Any:
+        if type(value) is dict and len(value) == 1:
+            for key, item in value.items():
+                inner = type(item)
+                if (key == "S" or key == "N") and inner is str:
+                    return value
+                if (key == "BOOL" or key == "NULL") and inner is bool:
+                    return value
+                if key == "M" and inner is dict:
+                    return {"M": {name: None if element is None else walk(element) for name, element in item.items()}}
+                if key == "L" and inner is list:
+                    return {"L": [None if element is None else walk(element) for element in item]}
+        return generic(value)
+    return walk
 
-        def parse_structure(value: Any) -> Any:
-            if value is None:
-                return None
-            if type(value) is not dict:
-                raise Fallback("structure is not an object")
-            parsed = {}
-            for wire_name, raw in value.items():
-                member = members.get(wire_name)
-                if member is not None and raw is not None:
-                    walk = member[1][0]
-                    parsed[member[0]] = raw if walk is None else walk(raw)
-            return parsed
-        return parse_structure
+
+def _container_parser(shape: Any, kind: str, namespace: int) -> Any:
+    if kind == "structure" and shape.name == "AttributeValue" and set(shape.members) >= {"S", "N", "M", "L"}:
+        generic = _structure_parser(shape, namespace)
+        return _attribute_values_parsed(generic)
+    if kind == "structure":
+        return _structure_parser(shape, namespace)
+    return _collection_parser(shape, kind, namespace)
+
+
+def _structure_parser(shape: Any, namespace: int) -> Any:
+    members = {member.serialization.get("name", name): (name, parser(member, namespace))
+               for name, member in shape.members.items()}
+
+    def parse_structure(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise Fallback("structure is not an object")
+        parsed = {}
+        for wire_name, raw in value.items():
+            member = members.get(wire_name)
+            if member is not None and raw is not None:
+                walk = member[1][0]
+                parsed[member[0]] = raw if walk is None else walk(raw)
+        return parsed
+    return parse_structure
+
+
+def _collection_parser(shape: Any, kind: str, namespace: int) -> Any:
     if kind == "list":
         item_walker = parser(shape.member, namespace)
 
@@ -201,25 +233,58 @@ def serializer(shape: Any, namespace: int) -> Walker:
     return _compiled(_serializers, _container_serializer, shape, kind, namespace)
 
 
-def _container_serializer(shape: Any, kind: str, namespace: int) -> Any:
-    if kind == "structure":
-        members = {name: (member.serialization.get("name", name), serializer(member, namespace))
-                   for name, member in shape.members.items()}
-        shape_name = shape.name
-
-        def serialize_structure(value: Any) -> Any:
-            if type(value) is not dict:
-                raise Fallback("structure is not a dict")  # a model object: moto's attribute picker
-            out = {}
+def _attribute_values(generic: Any) -> Any:
+    """DynamoDB's AttributeValue (and DynamoDB Streams'), walked by its one key: a text, number, boolean
+    or null value is the value itself; a map or list walks its elements; anything else (binary, sets,
+    several keys, a None) takes `generic`, the structure walker. What the generic walker gives for those
+    kinds: a text or number member keeps its str, a boolean its bool, a map drops None values, a list
+    keeps them (it walks `item if item is None`); so the result is the same, without a loop over the
+    members for each of the millions of values of a bulk load."""
+    def walk(value: Any) -> Any:
+        if type(value) is dict and len(value) == 1:
             for key, item in value.items():
-                member = members.get(key)
-                if member is None:
-                    raise Fallback(f"key {key!r} is not a member of {shape_name}")  # moto may read it as an alias
-                if item is not None:
-                    walk = member[1][0]
-                    out[member[0]] = item if walk is None else walk(item)
-            return out
-        return serialize_structure
+                inner = type(item)
+                if (key == "S" or key == "N") and inner is str:
+                    return value
+                if (key == "BOOL" or key == "NULL") and inner is bool:
+                    return value
+                if key == "M" and inner is dict:
+                    return {"M": {name: walk(element) for name, element in item.items() if element is not None}}
+                if key == "L" and inner is list:
+                    return {"L": [element if element is None else walk(element) for element in item]}
+        return generic(value)
+    return walk
+
+
+def _container_serializer(shape: Any, kind: str, namespace: int) -> Any:
+    if kind == "structure" and shape.name == "AttributeValue" and set(shape.members) >= {"S", "N", "M", "L"}:
+        return _attribute_values(_generic_structure_serializer(shape, namespace))
+    if kind == "structure":
+        return _generic_structure_serializer(shape, namespace)
+    return _collection_serializer(shape, kind, namespace)
+
+
+def _generic_structure_serializer(shape: Any, namespace: int) -> Any:
+    members = {name: (member.serialization.get("name", name), serializer(member, namespace))
+               for name, member in shape.members.items()}
+    shape_name = shape.name
+
+    def serialize_structure(value: Any) -> Any:
+        if type(value) is not dict:
+            raise Fallback("structure is not a dict")  # a model object: moto's attribute picker
+        out = {}
+        for key, item in value.items():
+            member = members.get(key)
+            if member is None:
+                raise Fallback(f"key {key!r} is not a member of {shape_name}")  # moto may read it as an alias
+            if item is not None:
+                walk = member[1][0]
+                out[member[0]] = item if walk is None else walk(item)
+        return out
+    return serialize_structure
+
+
+def _collection_serializer(shape: Any, kind: str, namespace: int) -> Any:
     if kind == "list":
         member_shape = shape.member
         if member_shape.serialization.get("name", member_shape.name) != member_shape.name:

@@ -137,3 +137,37 @@ def test_a_request_leaves_no_cycle_holding_its_body(monkeypatch: pytest.MonkeyPa
         gc.set_debug(0)
         gc.garbage.clear()
     assert not kinds & {"BackendRequest", "BytesIO", "ImmutableMultiDict", "type"}, kinds
+
+
+def test_answers_convert_dynamodb_values_as_moto_does() -> None:
+    """dynamo_to_dict by type gives moto's result for every kind of value, in items (a dict subclass),
+    table descriptions and plain nests, falling back to moto's own for what it does not convert itself."""
+    from datetime import datetime
+
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    from localcloud.motoapi import patches as moto_patches
+
+    moto_patches.apply()
+    fast, moto = responses.dynamo_to_dict, responses.dynamo_to_dict.moto_original
+    item = Item(DynamoType(ITEM["PK"]), DynamoType(ITEM["SK"]), {**ITEM, "Raw": {"B": "AAE="}, "Sizes": {"NS": ["1"]}})
+    for value in [item.describe_attrs(None), {"Items": [item.attrs], "Count": 1, "LastEvaluatedKey": None},
+                  {"Table": {"CreationDateTime": datetime(2026, 12, 7), "ItemCount": 3, "Name": "t"}},
+                  [DynamoType(v) for v in NESTED], {"nested": [{"deep": DynamoType(ITEM["Lines"])}], "n": 1.5}]:
+        assert fast(value) == moto(value)
+    assert responses.DynamoResult(item.describe_attrs(None)).result == moto(item.describe_attrs(None))
+
+
+def test_json_answers_skip_the_request_id_scan_xml_ones_keep_it() -> None:
+    from moto.core.responses import BaseResponse
+
+    from localcloud.motoapi import patches as moto_patches
+
+    moto_patches.apply()
+    headers, body = BaseResponse._enrich_response({"status": 200}, '{"a": "<RequestId>x</RequestId> no"}')
+    assert headers["status"] == "200" and len(headers["x-amzn-requestid"]) == 52
+    headers, xml = BaseResponse._enrich_response({}, "<R><RequestId>old</RequestId></R>")
+    assert xml == f"<R><RequestId>{headers['x-amzn-requestid']}</RequestId></R>"
+    headers, body = BaseResponse._enrich_response({}, '{"Item": {"S": "x"}}')
+    assert body == '{"Item": {"S": "x"}}' and "x-amzn-requestid" in headers
