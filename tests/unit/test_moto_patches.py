@@ -171,3 +171,54 @@ def test_json_answers_skip_the_request_id_scan_xml_ones_keep_it() -> None:
     assert xml == f"<R><RequestId>{headers['x-amzn-requestid']}</RequestId></R>"
     headers, body = BaseResponse._enrich_response({}, '{"Item": {"S": "x"}}')
     assert body == '{"Item": {"S": "x"}}' and "x-amzn-requestid" in headers
+
+
+def _listing(client: Any, **extra: Any) -> list[dict[str, Any]]:
+    """Every page of customer 1's invoices through the index, newest first, 4 a page."""
+    pages, start = [], None
+    values = {":c": {"S": "CUSTOMER#1"}, **extra.pop("values", {})}
+    while True:
+        answer = client.query(TableName="serving", IndexName="GSI1", KeyConditionExpression="GSI1PK = :c",
+                              ExpressionAttributeValues=values, Limit=4, ScanIndexForward=False,
+                              **({"ExclusiveStartKey": start} if start else {}), **extra)
+        answer.pop("ResponseMetadata")
+        pages.append(answer)
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_an_index_query_reads_projected_items_and_answers_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer's invoices through an INCLUDE index: the same pages, counts and keys as moto's own query
+    (which copies every whole item, lines and all, before projecting), with and without a filter."""
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    from localcloud.motoapi import patches as moto_patches
+
+    moto_patches.apply()
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    line = {"M": {"StockCode": {"S": "85123A"}, "Quantity": {"N": "6"}, "UnitPrice": {"N": "2.55"}}}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="serving", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "GSI1PK", "GSI1SK")],
+            GlobalSecondaryIndexes=[{"IndexName": "GSI1", "KeySchema": [
+                {"AttributeName": "GSI1PK", "KeyType": "HASH"}, {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["total_amount", "Country"]}}])
+        for n in range(11):
+            customer = "1" if n % 4 else "2"
+            client.put_item(TableName="serving", Item={
+                "PK": {"S": f"INVOICE#{n}"}, "SK": {"S": "INVOICE"}, "GSI1PK": {"S": f"CUSTOMER#{customer}"},
+                "GSI1SK": {"S": f"INVOICE#2011-0{n % 9 + 1}#{n}"}, "total_amount": {"N": f"{n}.5"},
+                "Country": {"S": "France"}, "lines": {"L": [line] * (n + 1)}})
+        ours = _listing(client), _listing(client, FilterExpression="total_amount > :a", values={":a": {"N": "4"}})
+        assert [i["GSI1SK"]["S"] for page in ours[0] for i in page["Items"]] == sorted(
+            (f"INVOICE#2011-0{n % 9 + 1}#{n}" for n in range(11) if n % 4), reverse=True)
+        assert all("lines" not in i for page in ours[0] for i in page["Items"])
+        monkeypatch.setattr(Table, "query", Table.query.moto_original)
+        theirs = _listing(client), _listing(client, FilterExpression="total_amount > :a", values={":a": {"N": "4"}})
+    assert ours == theirs
