@@ -121,6 +121,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "alarms": _module("alarms"),  # put of a breaching datapoint -> alarm's SNS message on SQS
     "batch": _module("batch_import"),  # the full file cut by day and bulk-imported by the batch Lambda
     "telemetry": _module("telemetry"),  # a simulated fleet hour (360,000 readings) through Firehose and tumbling windows
+    "dynamodb": _module("dynamodb_items"),  # the local cloud's CPU per GetItem and index Query, by invoice size
     "query": _module("query_api"),  # the query API at a paced 50 requests/s on the full serving table, and why it is slow
 }
 
