@@ -94,31 +94,9 @@ def _compiled(cache: dict[tuple[int, str], Walker], build: Any, shape: Any, kind
     return walker
 
 
-def _attribute_values_parsed(generic: Any) -> Any:
-    """A request's AttributeValue (DynamoDB's item, key and expression values), parsed by its one key as
-    the generic structure walker would: a text or number as it came, a boolean or null too, a map's and
-    a list's elements walked (None kept as None: the map and list walkers hand it to the structure walker,
-    which answers None); anything else (binary to decode, sets, several keys) takes `generic`."""
-    def walk(value: Any) -> Any:
-        if type(value) is dict and len(value) == 1:
-            for key, item in value.items():
-                inner = type(item)
-                if (key == "S" or key == "N") and inner is str:
-                    return value
-                if (key == "BOOL" or key == "NULL") and inner is bool:
-                    return value
-                if key == "M" and inner is dict:
-                    return {"M": {name: None if element is None else walk(element) for name, element in item.items()}}
-                if key == "L" and inner is list:
-                    return {"L": [None if element is None else walk(element) for element in item]}
-        return generic(value)
-    return walk
-
-
 def _container_parser(shape: Any, kind: str, namespace: int) -> Any:
     if kind == "structure" and shape.name == "AttributeValue" and set(shape.members) >= {"S", "N", "M", "L"}:
-        generic = _structure_parser(shape, namespace)
-        return _attribute_values_parsed(generic)
+        return _attribute_values(_structure_parser(shape, namespace), drop_none_in_maps=False)
     if kind == "structure":
         return _structure_parser(shape, namespace)
     return _collection_parser(shape, kind, namespace)
@@ -233,13 +211,14 @@ def serializer(shape: Any, namespace: int) -> Walker:
     return _compiled(_serializers, _container_serializer, shape, kind, namespace)
 
 
-def _attribute_values(generic: Any) -> Any:
-    """DynamoDB's AttributeValue (and DynamoDB Streams'), walked by its one key: a text, number, boolean
-    or null value is the value itself; a map or list walks its elements; anything else (binary, sets,
-    several keys, a None) takes `generic`, the structure walker. What the generic walker gives for those
-    kinds: a text or number member keeps its str, a boolean its bool, a map drops None values, a list
-    keeps them (it walks `item if item is None`); so the result is the same, without a loop over the
-    members for each of the millions of values of a bulk load."""
+def _attribute_values(generic: Any, drop_none_in_maps: bool) -> Any:
+    """DynamoDB's AttributeValue (and DynamoDB Streams'), walked by its one key, in a request or an answer:
+    a text, number, boolean or null value is the value itself; a map or list walks its elements; anything
+    else (binary to decode or encode, sets, several keys) takes `generic`, the structure walker. What the
+    generic walkers give for those kinds: a text or number keeps its str, a boolean its bool; a list keeps a
+    None element as None; a map keeps it when parsing and drops it when serializing (`drop_none_in_maps`).
+    So the result is the same, without a loop over the ten members for each of the millions of values of a
+    bulk load."""
     def walk(value: Any) -> Any:
         if type(value) is dict and len(value) == 1:
             for key, item in value.items():
@@ -249,16 +228,18 @@ def _attribute_values(generic: Any) -> Any:
                 if (key == "BOOL" or key == "NULL") and inner is bool:
                     return value
                 if key == "M" and inner is dict:
-                    return {"M": {name: walk(element) for name, element in item.items() if element is not None}}
+                    if drop_none_in_maps:
+                        return {"M": {name: walk(element) for name, element in item.items() if element is not None}}
+                    return {"M": {name: None if element is None else walk(element) for name, element in item.items()}}
                 if key == "L" and inner is list:
-                    return {"L": [element if element is None else walk(element) for element in item]}
+                    return {"L": [None if element is None else walk(element) for element in item]}
         return generic(value)
     return walk
 
 
 def _container_serializer(shape: Any, kind: str, namespace: int) -> Any:
     if kind == "structure" and shape.name == "AttributeValue" and set(shape.members) >= {"S", "N", "M", "L"}:
-        return _attribute_values(_generic_structure_serializer(shape, namespace))
+        return _attribute_values(_generic_structure_serializer(shape, namespace), drop_none_in_maps=True)
     if kind == "structure":
         return _generic_structure_serializer(shape, namespace)
     return _collection_serializer(shape, kind, namespace)

@@ -172,3 +172,11 @@ def test_attribute_values_parse_and_serialize_as_moto_does(item: dict[str, Any])
     assert parsed == _moto_parse(put, body)
     answer = {"Item": parsed["Item"]}  # what moto answers holds binary as bytes, as the parse gives it
     assert json.loads(fast.serialize_result(get, answer)) == _moto_serialize(get, answer)
+
+
+def test_none_inside_maps_and_lists_is_walked_as_moto_walks_it() -> None:
+    put, get = _operation("dynamodb", "PutItem"), _operation("dynamodb", "GetItem")
+    item = {"m": {"M": {"a": None, "b": {"S": "x"}}}, "l": {"L": [None, {"N": "1"}, {"M": {"c": None}}]}}
+    body = json.dumps({"TableName": "t", "Item": item}).encode()
+    assert fast.parse_body(put, body) == _moto_parse(put, body)
+    assert json.loads(fast.serialize_result(get, {"Item": item})) == _moto_serialize(get, {"Item": item})
