@@ -223,9 +223,10 @@ def running(home: Path | str, env: dict[str, str] | None = None) -> Iterator[str
     """A private local cloud on a free port with its own state folder, stopped on exit (tests, benchmarks).
 
     `home` and `env` stay in this process's environment while it runs, so the server inherits them
-    and `down` finds its pidfile.
+    and `down` finds its pidfile. The server also stops by itself if this process dies without reaching
+    `down` (killed by a signal): it watches this process's pid (RETAIL_LOCALCLOUD_OWNER_PID).
     """
-    overrides = {"RETAIL_LOCALCLOUD_HOME": str(home), **(env or {})}
+    overrides = {"RETAIL_LOCALCLOUD_HOME": str(home), "RETAIL_LOCALCLOUD_OWNER_PID": str(os.getpid()), **(env or {})}
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
     port = free_port()

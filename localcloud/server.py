@@ -203,6 +203,24 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
         gc.enable()
 
 
+OWNER_ENV = "RETAIL_LOCALCLOUD_OWNER_PID"  # set by lifecycle.running: a private cloud stops with its owner
+
+
+def stop_when_gone(pid: int, stop: Callable[[], None], every_s: float = 1.0) -> None:
+    """Call `stop` once process `pid` no longer exists: a test session or benchmark killed by a signal
+    (no `finally` runs) would otherwise leave its private local cloud running for good."""
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("owner process %d is gone: stopping", pid)
+            stop()
+            return
+        except PermissionError:  # alive, another user's
+            continue
+
+
 def serve(host: str, port: int, state_dir: Path) -> int:
     from localcloud.http_server import make_server  # werkzeug's threaded server, keeping connections open
 
@@ -242,6 +260,10 @@ def serve(host: str, port: int, state_dir: Path) -> int:
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping", signum)
         threading.Thread(target=server.shutdown, daemon=True).start()
+
+    owner = int(os.environ.get(OWNER_ENV) or 0)
+    if owner:
+        threading.Thread(target=stop_when_gone, args=(owner, server.shutdown), name="owner-watch", daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
     if hasattr(signal, "SIGUSR2"):  # `kill -USR2 <pid>`: every thread's stack into the log (a hang)

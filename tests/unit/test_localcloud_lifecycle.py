@@ -257,3 +257,32 @@ def test_the_full_collection_waits_for_an_idle_moment():
         policy.join(5)
         gc.unfreeze()
     assert gc.isenabled()
+
+
+def test_a_private_cloud_stops_when_its_owner_is_killed(tmp_path: Path):
+    """A benchmark or test session killed by a signal never reaches `down`: the cloud it started with
+    `lifecycle.running` notices its owner is gone and stops, instead of running for good."""
+    script = ("import sys, time\nfrom localcloud import lifecycle\n"
+              "with lifecycle.running(sys.argv[1], {'RETAIL_LOCALCLOUD_EXECUTORS': 'persistence'}) as endpoint:\n"
+              "    print(endpoint, flush=True)\n    time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(lifecycle.__file__).parents[1])
+    try:
+        endpoint = owner.stdout.readline().strip()
+        port = int(endpoint.rsplit(":", 1)[1])
+        health = lifecycle.health(port)
+        assert health is not None
+        owner.kill()  # SIGKILL: no finally, no down
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(health.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the local cloud (pid {health.pid}) outlived its owner")
+    finally:
+        if owner.poll() is None:
+            owner.kill()
