@@ -218,6 +218,9 @@ def up(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = STAR
         )
 
 
+OWNER_ENV = "RETAIL_LOCALCLOUD_OWNER_PID"  # a private cloud (running) stops when this process is gone
+
+
 @contextlib.contextmanager
 def running(home: Path | str, env: dict[str, str] | None = None) -> Iterator[str]:
     """A private local cloud on a free port with its own state folder, stopped on exit (tests, benchmarks).
@@ -226,7 +229,7 @@ def running(home: Path | str, env: dict[str, str] | None = None) -> Iterator[str
     and `down` finds its pidfile. The server also stops by itself if this process dies without reaching
     `down` (killed by a signal): it watches this process's pid (RETAIL_LOCALCLOUD_OWNER_PID).
     """
-    overrides = {"RETAIL_LOCALCLOUD_HOME": str(home), "RETAIL_LOCALCLOUD_OWNER_PID": str(os.getpid()), **(env or {})}
+    overrides = {"RETAIL_LOCALCLOUD_HOME": str(home), OWNER_ENV: str(os.getpid()), **(env or {})}
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
     port = free_port()

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 from localcloud import trace
 from localcloud.executors import CloudContext, Executor, load_executors
 from localcloud.iam import enforcement as iam_enforcement
-from localcloud.lifecycle import HEALTH_PATH, SERVICE_ID, endpoint_for
+from localcloud.lifecycle import HEALTH_PATH, OWNER_ENV, SERVICE_ID, endpoint_for
 from localcloud.persistence import REPLAY_DONE
 from localcloud.persistence.journal import (JOURNALED, READ_ONLY_METHODS, Journal, JournalError, ReplayReport,
                                            is_mutating)
@@ -201,9 +201,6 @@ def keep_state_out_of_gc(stop: threading.Event, young_every_s: float = GC_YOUNG_
             gc.freeze()
     finally:
         gc.enable()
-
-
-OWNER_ENV = "RETAIL_LOCALCLOUD_OWNER_PID"  # set by lifecycle.running: a private cloud stops with its owner
 
 
 def stop_when_gone(pid: int, stop: Callable[[], None], every_s: float = 1.0) -> None:

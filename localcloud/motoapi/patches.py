@@ -189,7 +189,7 @@ def _query_one_partition() -> None:
             return list(items)
         # The index's own items (its keys and projected attributes), as DynamoDB reads them: moto's
         # query sizes, deep-copies and then projects what it is given; given whole items it copied every
-        # invoice's lines to keep a dozen attributes (two thirds of a customer listing's time).
+        # invoice's lines to keep a dozen attributes (a page of 20 100-line invoices: 30 ms of CPU, now 3).
         projected = built[2].get((index_name, wanted_values))
         if projected is None:
             projected = built[2][(index_name, wanted_values)] = [index.project(item) for item in items]
@@ -391,11 +391,7 @@ def _request_id_only_in_xml() -> None:
     def enrich_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
         if isinstance(body, str) and "<RequestId>" in body:
             return original(headers, body)
-        if "status" in headers:  # the rest of what it does, unchanged
-            headers["status"] = str(headers["status"])
-        from moto.utilities.aws_headers import gen_amzn_requestid_long
-
-        gen_amzn_requestid_long(headers)
+        headers, _ = original(headers, "")  # its other work (status, request id), over an empty body
         return headers, body
 
     BaseResponse._enrich_response = staticmethod(enrich_response)  # type: ignore[method-assign,assignment]
@@ -404,8 +400,9 @@ def _request_id_only_in_xml() -> None:
 def _dynamo_to_dict_by_type() -> None:
     """moto.dynamodb.responses.dynamo_to_dict, dispatching on the exact type of each node: a DynamoType
     of a text, number, boolean or null is `{type: value}`, of a map or list its converted elements; dicts
-    (an item's attributes are a dict subclass) and lists are walked, plain scalars kept. Any other node (binary, sets, datetimes, model objects
-    with `to_json`, subclasses) goes to moto's own function, so the result is the same."""
+    (an item's attributes are a dict subclass) and lists are walked, plain scalars kept. Any other node
+    (binary, sets, datetimes, model objects with `to_json`, subclasses) goes to moto's own function, so
+    the result is the same."""
     from moto.dynamodb import responses
     from moto.dynamodb.models.dynamo_type import DynamoType
 
