@@ -27,6 +27,8 @@ import logging
 import os
 from typing import Any
 
+from localcloud.executor_base import json_body
+
 log = logging.getLogger("localcloud.fastpath")
 
 MODE_ENV = "RETAIL_LOCALCLOUD_FASTPATH"
@@ -143,8 +145,9 @@ def _collection_parser(shape: Any, kind: str, namespace: int) -> Any:
     return parse_map
 
 
-def parse_body(operation_model: Any, body: bytes | str) -> dict[str, Any]:
-    """`JSONParser.parse` of a request body (moto turns a body that is not JSON into a message)."""
+def parse_body(operation_model: Any, body: bytes | str, environ: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`JSONParser.parse` of a request body (moto turns a body that is not JSON into a message); with the
+    request's `environ`, the document IAM already decoded is read again, not decoded twice."""
     input_shape = operation_model.input_shape
     if input_shape is None:
         return {}
@@ -152,7 +155,7 @@ def parse_body(operation_model: Any, body: bytes | str) -> dict[str, Any]:
         document: Any = {}
     else:
         try:
-            document = json.loads(body)
+            document = json_body(environ, body)
         except ValueError:
             raise Fallback("body is not JSON") from None
     return parser(input_shape, id(operation_model.service_model))[0](document)
@@ -331,7 +334,7 @@ def apply() -> None:
             if determine_request_protocol(service_model, request) == "json":
                 operation_model = service_model.operation_model(handler._get_action())
                 try:
-                    fast = parse_body(operation_model, request.data)
+                    fast = parse_body(operation_model, request.data, getattr(request, "environ", None))
                 except Fallback:
                     pass
                 else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -180,3 +181,75 @@ def test_none_inside_maps_and_lists_is_walked_as_moto_walks_it() -> None:
     body = json.dumps({"TableName": "t", "Item": item}).encode()
     assert fast.parse_body(put, body) == _moto_parse(put, body)
     assert json.loads(fast.serialize_result(get, {"Item": item})) == _moto_serialize(get, {"Item": item})
+
+
+def test_iam_and_the_parser_decode_a_body_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IAM reads a JSON call's parameters, then the parser reads the same document (an equal body, even
+    another bytes object): one decode; a different body is decoded afresh."""
+    from localcloud import executor_base
+    from localcloud.iam.enforcement import json_asks
+
+    decoded: list[Any] = []
+    monkeypatch.setattr(executor_base, "json", SimpleNamespace(
+        loads=lambda body: decoded.append(body) or json.loads(body)))
+    operation = _operation("dynamodb", "BatchWriteItem")
+    body = json.dumps(REQUESTS[0][2]).encode()
+    environ: dict[str, Any] = {}
+    params = json_asks.json_params(body, environ)
+    assert params["RequestItems"]["t"][1] == {"DeleteRequest": {"Key": {"PK": {"S": "x"}}}}
+    assert fast.parse_body(operation, bytes(bytearray(body)), environ) == _moto_parse(operation, body)
+    assert len(decoded) == 1
+    other = json.dumps({"RequestItems": {"u": []}}).encode()
+    assert fast.parse_body(operation, other, environ) == _moto_parse(operation, other)
+    assert len(decoded) == 2
+    assert json_asks.json_params(b"not json", {}) == {} and json_asks.json_params(b"[1]", {}) == {}
+
+
+def test_a_users_call_is_decoded_once_by_the_local_cloud(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the local cloud's app, with boto3: an IAM user's PutItem is authorized on its parameters
+    and stored from the same decode of its body."""
+    import threading
+
+    import boto3
+    from werkzeug.serving import make_server
+
+    from localcloud import executor_base
+    from localcloud.server import build_app
+
+    app = build_app("127.0.0.1", 0, tmp_path)
+    app.executors = []  # moto behind IAM, no executor started
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def client(service: str, key: str = "testing", secret: str = "testing") -> Any:
+        return boto3.client(service, endpoint_url=f"http://127.0.0.1:{server.port}", region_name="us-east-1",
+                            aws_access_key_id=key, aws_secret_access_key=secret)
+
+    iam = client("iam")
+    try:
+        client("dynamodb").create_table(TableName="t", KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+                                        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+                                        BillingMode="PAY_PER_REQUEST")
+        iam.create_user(UserName="loader")
+        iam.put_user_policy(UserName="loader", PolicyName="put", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:PutItem",
+                                                    "Resource": "arn:aws:dynamodb:us-east-1:*:table/t"}]}))
+        key = iam.create_access_key(UserName="loader")["AccessKey"]
+        loader = client("dynamodb", key["AccessKeyId"], key["SecretAccessKey"])
+        decoded: list[Any] = []
+        monkeypatch.setattr(executor_base, "json", SimpleNamespace(
+            loads=lambda body: decoded.append(body) or json.loads(body)))
+        loader.put_item(TableName="t", Item={"PK": {"S": "INVOICE#536365"}, "lines": {"L": [{"S": "a"}]}})
+        assert len(decoded) == 1
+        with pytest.raises(Exception, match="AccessDenied"):  # IAM did read the parameters it decoded
+            loader.put_item(TableName="other", Item={"PK": {"S": "x"}})
+        monkeypatch.undo()
+        assert client("dynamodb").get_item(TableName="t", Key={"PK": {"S": "INVOICE#536365"}})["Item"]["lines"] == \
+            {"L": [{"S": "a"}]}
+    finally:  # moto's state is this process's: leave none behind for the other tests
+        client("dynamodb").delete_table(TableName="t")
+        for access_key in iam.list_access_keys(UserName="loader")["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName="loader", AccessKeyId=access_key["AccessKeyId"])
+        iam.delete_user_policy(UserName="loader", PolicyName="put")
+        iam.delete_user(UserName="loader")
+        server.shutdown()

@@ -121,7 +121,7 @@ def _request(signed: authn.Signed, protocol: str, environ: Mapping[str, Any], qu
     headers = {"x-amz-copy-source": environ.get("HTTP_X_AMZ_COPY_SOURCE", ""), "host": environ.get("HTTP_HOST", "")}
     if protocol == "json":
         operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
-        params: Mapping[str, Any] = json_asks.json_params(body)
+        params: Mapping[str, Any] = json_asks.json_params(body, environ)  # type: ignore[arg-type]
     elif protocol == "query":
         params = {**query, **dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))}
         operation = str(params.get("Action", ""))

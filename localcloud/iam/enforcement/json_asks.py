@@ -383,11 +383,13 @@ def _context(r: Request) -> dict[str, tuple[str, ...]]:
     return context
 
 
-def json_params(body: bytes) -> Mapping[str, Any]:
-    import json
+def json_params(body: bytes, environ: dict[str, Any] | None = None) -> Mapping[str, Any]:
+    """The parameters of a JSON body ({} when it is not a JSON object); decoded once per request with
+    `environ` (moto's parser reads the same document)."""
+    from localcloud.executor_base import json_body
 
     try:
-        value = json.loads(body or b"{}")
+        value = json_body(environ, body) if body else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
