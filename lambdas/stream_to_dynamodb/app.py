@@ -51,8 +51,7 @@ import retail_records as contract  # the record contract and the document model,
 from botocore.config import Config
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
-from botocore.exceptions import ClientError
-from retail_records import documents
+from retail_records import document_writes, documents
 from retail_records import quarantine as quarantine_writer
 from retail_records.documents import Line
 
@@ -65,11 +64,9 @@ dynamodb = boto3.client("dynamodb", config=Config(parameter_validation=False))
 sqs = boto3.client("sqs")
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
-BATCH_WRITE_SIZE = documents.BATCH_WRITE_SIZE
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))
-RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-             "InternalServerError"}
+
 
 class Invalid(ValueError):
     """A record that can never be stored (quarantined, counted as processed)."""
@@ -171,50 +168,25 @@ def sequence(line: Line) -> str:
 
 def update_invoices(table: str, lines: list[Line], sleep: Callable[[float], None] = time.sleep
                     ) -> tuple[dict[str, str], list[Bad]]:
-    """Fold the batch's lines into their invoices' documents: one BatchGetItem per 100 invoices, one
-    BatchWriteItem per 25 changed documents. Answers the sequence numbers not stored (-> why) and the
-    lines quarantined because their invoice's item is full."""
-    by_invoice: dict[str, list[Line]] = {}
-    for line in lines:
-        by_invoice.setdefault(line.invoice, []).append(line)
+    """Fold the batch's lines into their invoices' documents (the layer's `document_writes`: one
+    BatchGetItem per 100 invoices, one BatchWriteItem per 25 changed documents). Answers the sequence
+    numbers not stored (-> why) and the lines quarantined because their invoice's item is full."""
     try:
-        stored = documents.get_invoices(dynamodb, table, list(by_invoice), sleep, MAX_ATTEMPTS, BASE_BACKOFF_S)
+        folded = document_writes.fold_lines(dynamodb, table, lines, sleep, MAX_ATTEMPTS, BASE_BACKOFF_S)
     except Exception:  # noqa: BLE001 - reported, Lambda retries these records
-        logger.exception("documents of %d invoices not read", len(by_invoice))
+        logger.exception("documents of %d invoices not read", len({line.invoice for line in lines}))
         return {sequence(line): "invoice not read" for line in lines}, []
-    changed, full = [], []
-    for invoice, new in by_invoice.items():
-        document, overflow = documents.fold_invoice(invoice, stored.get(invoice), new)
-        if document is not None:
-            changed.append(document)
-        full += [Bad(line.source, documents.full_reason(invoice)) for line in overflow]
     failed: dict[str, str] = {}
-    for start in range(0, len(changed), BATCH_WRITE_SIZE):
-        for pk, _ in write_chunk(table, changed[start:start + BATCH_WRITE_SIZE], sleep):
-            failed.update((sequence(line), "invoice not written") for line in by_invoice[pk.removeprefix("INVOICE#")])
-    return failed, full
-
-
-def write_chunk(table: str, items: list[dict[str, Any]], sleep: Callable[[float], None]) -> set[tuple[str, str]]:
-    """BatchWriteItem of up to 25 items, UnprocessedItems retried with backoff: the keys not written."""
-    requests = [{"PutRequest": {"Item": item}} for item in items]
-    for attempt in range(MAX_ATTEMPTS):
-        if attempt:
-            sleep(BASE_BACKOFF_S * 2 ** (attempt - 1))
+    for chunk in document_writes.chunks(folded.changed):
         try:
-            answer = dynamodb.batch_write_item(RequestItems={table: requests})
-        except ClientError as error:
-            if error.response["Error"]["Code"] in RETRYABLE:
-                continue
+            unwritten = document_writes.write_chunk(dynamodb, table, chunk, sleep, MAX_ATTEMPTS, BASE_BACKOFF_S)
+        except Exception:  # noqa: BLE001 - e.g. a connection error: these records are reported, not lost
             logger.exception("BatchWriteItem failed")
-            break
-        except Exception:  # noqa: BLE001 - e.g. a connection error: these items are reported, not lost
-            logger.exception("BatchWriteItem failed")
-            break
-        requests = answer.get("UnprocessedItems", {}).get(table, [])
-        if not requests:
-            return set()
-    return {(r["PutRequest"]["Item"]["PK"]["S"], r["PutRequest"]["Item"]["SK"]["S"]) for r in requests}
+            unwritten = {(item["PK"]["S"], item["SK"]["S"]) for item in chunk}
+        for pk, _ in unwritten:
+            failed.update((sequence(line), "invoice not written")
+                          for line in folded.by_invoice[pk.removeprefix("INVOICE#")])
+    return failed, [Bad(line.source, reason) for line, reason in folded.full]
 
 
 # --------------------------------------------------------------------------------------------------

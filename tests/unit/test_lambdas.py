@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 import pytest
-from retail_records import documents
+from retail_records import document_writes, documents
 
 from helpers import dataset
 
@@ -678,16 +678,15 @@ def test_stream_to_dynamodb_reports_unwritten_records_without_blocking_the_rest(
              "InvoiceDate": "12/1/2010 12:40", "Country": "United Kingdom", "record_id": f"{invoice}-{n}#1"}
             for invoice in ("536514", "536515", "536516") for n in range(3)]
     event = synthetic_event([json.dumps(r).encode() for r in rows] + [b"garbage"])
-    real = to_ddb.dynamodb.batch_write_item
+    real = document_writes.batch_write
 
-    def throttled_536515(**kwargs: Any) -> dict[str, Any]:
-        (name, requests), = kwargs["RequestItems"].items()
-        keep = [r for r in requests if r["PutRequest"]["Item"]["PK"]["S"] != "INVOICE#536515"]
-        stuck = [r for r in requests if r not in keep]
-        answer = real(RequestItems={name: keep}) if keep else {}
+    def throttled_536515(client: Any, name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        keep = [item for item in items if item["PK"]["S"] != "INVOICE#536515"]
+        stuck = [{"PutRequest": {"Item": item}} for item in items if item not in keep]
+        answer = real(client, name, keep) if keep else {}
         return answer | ({"UnprocessedItems": {name: stuck}} if stuck else {"UnprocessedItems": {}})
 
-    monkeypatch.setattr(to_ddb.dynamodb, "batch_write_item", throttled_536515)
+    monkeypatch.setattr(document_writes, "batch_write", throttled_536515)
     answer = to_ddb.handler(event, CONTEXT)
     records = event["Records"]
     assert answer == {"batchItemFailures": [{"itemIdentifier": r["kinesis"]["sequenceNumber"]} for r in records[3:6]]}
@@ -696,7 +695,7 @@ def test_stream_to_dynamodb_reports_unwritten_records_without_blocking_the_rest(
     assert [m["reason"] for m in drain(aws, fresh_queue)] == [
         "data is not base64 UTF-8 JSON: Expecting value: line 1 column 1 (char 0)"]
 
-    monkeypatch.setattr(to_ddb.dynamodb, "batch_write_item", real)  # Lambda retries from the first failure
+    monkeypatch.setattr(document_writes, "batch_write", real)  # Lambda retries from the first failure
     assert to_ddb.handler({"Records": records[3:]}, CONTEXT) == {"batchItemFailures": []}
     assert sorted(int(item["line_count"]["N"]) for item in scan(aws, table)) == [3, 3, 3]
     assert len(invoice_item(aws, table, "536515")["lines"]["L"]) == 3
