@@ -113,7 +113,7 @@ def run() -> dict[str, Any]:
                 {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                  "Resource": f"arn:aws:s3:::{BUCKET}/*"},
                 {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem",
-                                               "dynamodb:UpdateItem"],
+                                               "dynamodb:PutItem", "dynamodb:UpdateItem"],
                  "Resource": [f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}" for name in (TABLE, LEDGER)]},
                 {"Effect": "Allow", "Action": "redshift-data:*", "Resource": "*"},
                 {"Effect": "Allow", "Action": "logs:*", "Resource": "*"}]}))

@@ -51,8 +51,19 @@ def _entry(key: str, item: dict[str, Any], owned: bool) -> Entry:
 def claim(table: str, key: str, owner: str, lease_s: float, chunk: int) -> Entry:
     """Take the lease of a new object or of one whose lease expired or was released; otherwise answer
     its state (DONE, REFUSED, or IN_PROGRESS held by another invocation: owned False). `chunk` (rows per
-    staged part) is kept from the first claim, so a continuation cuts the same parts."""
+    staged part) is kept from the first claim, so a continuation cuts the same parts. A new object's entry
+    is one conditional put (no update expression to evaluate: the usual case, and the cheap one)."""
     now = time.time()
+    try:
+        dynamodb.put_item(
+            TableName=table, ConditionExpression="attribute_not_exists(#object)",
+            ExpressionAttributeNames=_names("#object"),
+            Item={"object": {"S": key}, "status": {"S": IN_PROGRESS}, "owner": {"S": owner},
+                  "lease_until": {"N": f"{now + lease_s:.3f}"}, "offset": {"N": "0"}, "stored": {"N": "0"},
+                  "quarantined": {"N": "0"}, "chunk": {"N": str(chunk)}})
+        return Entry(key, IN_PROGRESS, owned=True, chunk=chunk)
+    except dynamodb.exceptions.ConditionalCheckFailedException:
+        pass  # it has an entry: taken over below only if its lease expired or was released
     try:
         answer = dynamodb.update_item(
             TableName=table, Key={"object": {"S": key}},
