@@ -188,7 +188,19 @@ def _integral(value: Any) -> int:
 
 def unit_price(value: Any) -> Decimal:
     """An exact, finite Decimal within +-MAX_UNIT_PRICE that DynamoDB can hold (negative prices are the
-    file's bad-debt adjustments)."""
+    file's bad-debt adjustments). A text is read once (a file repeats its prices: a few thousand in
+    541,909 rows); a Decimal is immutable, so the same one may serve every row."""
+    if type(value) is str:
+        return _text_price(value)
+    return _unit_price(value)
+
+
+@lru_cache(maxsize=65536)
+def _text_price(value: str) -> Decimal:
+    return _unit_price(value)
+
+
+def _unit_price(value: Any) -> Decimal:
     if isinstance(value, bool) or isinstance(value, (dict, list)) \
             or (isinstance(value, str) and (len(value) > MAX_TEXT_CHARS or not value.isascii())):
         raise BadRow(reason("UnitPrice", value, NOT_NUMBER))
@@ -251,7 +263,19 @@ def date_text(moment: datetime) -> str:
 
 
 def customer_id(value: Any) -> str | None:
-    """"17850" (also from 17850 or pandas' 17850.0), None for a guest sale."""
+    """"17850" (also from 17850 or pandas' 17850.0), None for a guest sale (a text read once: a file
+    repeats its customers)."""
+    if type(value) is str:
+        return _text_customer(value)
+    return _customer_id(value)
+
+
+@lru_cache(maxsize=65536)
+def _text_customer(value: str) -> str | None:
+    return _customer_id(value)
+
+
+def _customer_id(value: Any) -> str | None:
     if _blank(value) or (isinstance(value, (float, Decimal)) and value != value):  # NaN: pandas' missing
         return None
     text = _text(value, "CustomerID").strip()
