@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -126,3 +127,32 @@ def test_a_client_that_never_signs_the_request_is_not_taken_for_a_write() -> Non
         stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"t": []}})
         with pytest.raises(RuntimeError, match="not sent"):
             document_writes.batch_write(client, "t", [{"PK": {"S": "INVOICE#1"}}])
+
+
+def test_a_retried_request_carries_the_documents_again() -> None:
+    """botocore signs each attempt again (here after a 500): every attempt sends the prepared documents,
+    never the empty list the call was made with."""
+    from botocore.awsrequest import AWSResponse
+
+    class Raw:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def stream(self, **_: Any) -> Any:
+            yield self.data
+
+    sent: list[bytes] = []
+
+    class Session:
+        def send(self, request: Any) -> AWSResponse:
+            sent.append(request.body)
+            if len(sent) == 1:
+                return AWSResponse(request.url, 500, {}, Raw(b'{"__type":"InternalServerError"}'))
+            return AWSResponse(request.url, 200, {}, Raw(b'{"UnprocessedItems":{}}'))
+
+    client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s",
+                          endpoint_url="http://127.0.0.1:9", config=Config(parameter_validation=False))
+    client._endpoint.http_session = Session()  # the transport: what each attempt puts on the wire
+    item = {"PK": {"S": "INVOICE#1"}, "SK": {"S": "INVOICE"}}
+    assert document_writes.batch_write(client, "t", [item]) == {"UnprocessedItems": {}, "ResponseMetadata": ANY}
+    assert len(sent) == 2 and all(json.loads(body) == expected_body("t", [item]) for body in sent)

@@ -85,22 +85,23 @@ def write_chunk(client: Any, table: str, items: list[dict[str, Any]], sleep: Cal
 def batch_write(client: Any, table: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     """One BatchWriteItem putting these documents, its body written by `request_body`; the answer."""
     client.meta.events.register("before-sign.dynamodb.BatchWriteItem", _use_prepared_body, unique_id=_HOOK_ID)
-    _prepared.body = request_body(table, items)
+    _prepared.body, _prepared.sent = request_body(table, items), False
     try:
         answer = client.batch_write_item(RequestItems={table: []})
     finally:
-        unsent, _prepared.body = _prepared.body, None
-    if unsent is not None:  # the client never signed a request: nothing was written
+        sent, _prepared.body = _prepared.sent, None
+    if not sent:  # the client never signed a request: nothing was written
         raise RuntimeError("BatchWriteItem was not sent with its documents")
     return answer
 
 
 def _use_prepared_body(request: Any, **_: Any) -> None:
-    """Before the request is signed: its body is the one `batch_write` prepared in this thread."""
+    """Before the request is signed, each attempt of it (botocore signs a retry again): its body is the
+    one `batch_write` prepared in this thread."""
     body = getattr(_prepared, "body", None)
     if body is not None:
         request.data = body
-        _prepared.body = None
+        _prepared.sent = True
 
 
 def request_body(table: str, items: list[dict[str, Any]]) -> bytes:
