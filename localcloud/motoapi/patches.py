@@ -17,7 +17,9 @@
   Decimal, as moto normalises them); anything else takes moto's path.
 - BatchWriteItem checked for duplicates by dumping every whole item to JSON (a tenth of the server's
   time on invoice documents) and so missed what AWS refuses: two requests on one *key* with different
-  attributes. It now compares the requests' keys, as AWS does (puts and deletes alike).
+  attributes. It now compares the requests' keys, as AWS does (puts and deletes alike). It also accepted
+  an empty list for a table and more than 25 requests: refused now with AWS's ValidationException (an
+  empty batch answered as written would hide a client's bug).
 - `DynamoType` measured a map's values by re-wrapping each of them in a new DynamoType, and found its
   type with two list copies: the same values and sizes are now computed without the copies.
 - moto runs its Flask apps with `debug = True`, and Flask's debug mode gives every request's form a
@@ -280,8 +282,12 @@ def _dynamo_type_without_copies() -> None:
     DynamoType.size = size  # type: ignore[method-assign]
 
 
+MAX_BATCH_WRITES = 25  # BatchWriteItem: at most 25 requests, at least one per table named
+
+
 def _batch_write_duplicates_by_key() -> None:
-    """DynamoHandler.batch_write_item as moto 5.2 has it, its duplicate check on keys (see the module doc)."""
+    """DynamoHandler.batch_write_item as moto 5.2 has it, its duplicate check on keys and AWS's limits on the
+    number of requests (see the module doc)."""
 
     from moto.core.responses import ActionResult
     from moto.dynamodb.exceptions import MockValidationException
@@ -292,6 +298,15 @@ def _batch_write_duplicates_by_key() -> None:
 
     def batch_write_item(handler: Any) -> Any:
         table_batches = handler.body["RequestItems"]
+        for table_name, table_requests in table_batches.items():  # AWS's limits, which moto does not check
+            if not 1 <= len(table_requests) <= MAX_BATCH_WRITES:
+                shown = "[]" if not table_requests else f"[{len(table_requests)} write requests]"
+                raise MockValidationException(
+                    f"1 validation error detected: Value '{{{table_name}={shown}}}' at 'requestItems' failed to "
+                    "satisfy constraint: Map value must satisfy constraint: [Member must have length less than or "
+                    f"equal to {MAX_BATCH_WRITES}, Member must have length greater than or equal to 1]")
+        if sum(len(table_requests) for table_requests in table_batches.values()) > MAX_BATCH_WRITES:
+            raise MockValidationException("Too many items requested for the BatchWriteItem call")
         put_requests, delete_requests, keys, duplicated = [], [], set(), False
         for table_name, table_requests in table_batches.items():
             table = handler.dynamodb_backend.get_table(table_name)

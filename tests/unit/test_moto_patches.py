@@ -7,7 +7,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+import boto3
 import pytest
+from botocore.config import Config
 
 WRITERS = 12
 
@@ -98,6 +100,25 @@ def test_batch_write_refuses_two_requests_on_one_key_as_aws_does(aws: Callable[[
         with pytest.raises(dynamodb.exceptions.ClientError, match="Provided list of item keys contains duplicates"):
             dynamodb.batch_write_item(RequestItems={table: requests})
     assert dynamodb.scan(TableName=table)["Count"] == 0  # nothing of a refused batch is written
+    unchecked = boto3.client("dynamodb", endpoint_url=dynamodb.meta.endpoint_url, region_name="us-east-1",
+                             aws_access_key_id="testing", aws_secret_access_key="testing",
+                             config=Config(parameter_validation=False))  # what boto3 would check first, sent
+    with pytest.raises(dynamodb.exceptions.ClientError, match=r"Value '\{%s=\[\]\}' at 'requestItems' failed to "
+                       r"satisfy constraint: .*Member must have length greater than or equal to 1" % table):
+        unchecked.batch_write_item(RequestItems={table: []})
+    with pytest.raises(dynamodb.exceptions.ClientError, match="Member must have length less than or equal to 25"):
+        unchecked.batch_write_item(RequestItems={table: [put("a", str(n), "x") for n in range(26)]})
+    other = f"{table}-other"
+    dynamodb.create_table(TableName=other, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                                                      {"AttributeName": "SK", "KeyType": "RANGE"}],
+                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                                {"AttributeName": "SK", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    with pytest.raises(dynamodb.exceptions.ClientError, match="Too many items requested for the BatchWriteItem call"):
+        unchecked.batch_write_item(RequestItems={table: [put("a", str(n), "x") for n in range(13)],
+                                                other: [put("a", str(n), "x") for n in range(13)]})
+    assert dynamodb.scan(TableName=table)["Count"] == 0 and dynamodb.scan(TableName=other)["Count"] == 0
+    dynamodb.delete_table(TableName=other)
     answer = dynamodb.batch_write_item(RequestItems={table: [put("a", "1", "x"), put("a", "2", "x"), put("b", "1", "x")]})
     assert answer["UnprocessedItems"] == {} and dynamodb.scan(TableName=table)["Count"] == 3
     dynamodb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": {"PK": {"S": "a"}, "SK": {"S": "2"}}}}]})
