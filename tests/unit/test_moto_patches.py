@@ -85,11 +85,15 @@ def test_dynamo_type_builds_and_measures_as_moto_does(value: dict[str, Any]) -> 
 def test_batch_write_refuses_two_requests_on_one_key_as_aws_does(aws: Callable[[str], Any]) -> None:
     dynamodb = aws("dynamodb")
     table = f"dupes-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                                                      {"AttributeName": "SK", "KeyType": "RANGE"}],
-                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                                {"AttributeName": "SK", "AttributeType": "S"}],
-                          BillingMode="PAY_PER_REQUEST")
+
+    def create(name: str) -> None:
+        dynamodb.create_table(TableName=name, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                                                         {"AttributeName": "SK", "KeyType": "RANGE"}],
+                              AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                                    {"AttributeName": "SK", "AttributeType": "S"}],
+                              BillingMode="PAY_PER_REQUEST")
+
+    create(table)
 
     def put(pk: str, sk: str, note: str) -> dict[str, Any]:
         return {"PutRequest": {"Item": {"PK": {"S": pk}, "SK": {"S": sk}, "note": {"S": note}}}}
@@ -109,11 +113,7 @@ def test_batch_write_refuses_two_requests_on_one_key_as_aws_does(aws: Callable[[
     with pytest.raises(dynamodb.exceptions.ClientError, match="Member must have length less than or equal to 25"):
         unchecked.batch_write_item(RequestItems={table: [put("a", str(n), "x") for n in range(26)]})
     other = f"{table}-other"
-    dynamodb.create_table(TableName=other, KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
-                                                      {"AttributeName": "SK", "KeyType": "RANGE"}],
-                          AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
-                                                {"AttributeName": "SK", "AttributeType": "S"}],
-                          BillingMode="PAY_PER_REQUEST")
+    create(other)
     with pytest.raises(dynamodb.exceptions.ClientError, match="Too many items requested for the BatchWriteItem call"):
         unchecked.batch_write_item(RequestItems={table: [put("a", str(n), "x") for n in range(13)],
                                                 other: [put("a", str(n), "x") for n in range(13)]})
