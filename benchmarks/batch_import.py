@@ -77,7 +77,7 @@ def run() -> dict[str, Any]:
     import boto3
 
     from benchmarks.pipeline_e2e import cpu_seconds
-    from helpers import bulk_files, dataset, packaging
+    from helpers import bulk_files, dataset, packaging, pipelines
     from localcloud import lifecycle
 
     path, origin = data_file()
@@ -93,11 +93,7 @@ def run() -> dict[str, Any]:
         s3, dynamodb, data = client("s3"), client("dynamodb"), client("redshift-data")
         awslambda = client("lambda", config=__import__("botocore.config").config.Config(read_timeout=900))
         s3.create_bucket(Bucket=BUCKET)
-        sys.path.insert(0, str(PROJECT_ROOT / "lambdas/stream_to_dynamodb"))
-        from schema import TABLE_SCHEMA  # type: ignore[import-not-found]
-
-        sys.path.pop(0)
-        dynamodb.create_table(TableName=TABLE, **TABLE_SCHEMA)
+        dynamodb.create_table(TableName=TABLE, **pipelines.table_schema())
         dynamodb.create_table(TableName=LEDGER, BillingMode="PAY_PER_REQUEST",
                               KeySchema=[{"AttributeName": "object", "KeyType": "HASH"}],
                               AttributeDefinitions=[{"AttributeName": "object", "AttributeType": "S"}])

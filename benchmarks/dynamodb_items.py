@@ -1,8 +1,8 @@
 """What the local cloud's own CPU costs for the serving table's two reads, by invoice size.
 
-A table shaped like notebook 04's (one document per invoice with its `lines`, a GSI1 index of the
-customer's invoices projecting their totals), on a local cloud of its own with only the journal's
-executor. For invoices of LINES lines: GetItem (the query API's `GET /invoices/{n}`) and a Query of
+The serving table, created with the schema of the function that writes it (one document per invoice
+with its `lines`, a GSI1 index of the customer's invoices projecting their totals), on a local cloud of
+its own with only the journal's executor. For invoices of LINES lines: GetItem (the query API's `GET /invoices/{n}`) and a Query of
 20 invoices of one customer through GSI1 (`GET /customers/{id}/invoices`). Reported per call: the
 server process's CPU (user + system, from /proc, over CALLS calls) and the wall time seen by a boto3
 client (which includes botocore parsing the answer: what a Lambda function pays too).
@@ -56,6 +56,7 @@ def _measure(pid: int, call: Callable[[], Any]) -> dict[str, float]:
 def run() -> dict[str, Any]:
     import boto3
 
+    from helpers import pipelines
     from localcloud import lifecycle
 
     if not os.path.exists("/proc/self/stat"):
@@ -65,15 +66,7 @@ def run() -> dict[str, Any]:
         pid = lifecycle.health(int(endpoint.rsplit(":", 1)[1])).pid
         client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_table(
-            TableName="serving", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "GSI1PK", "GSI1SK")],
-            GlobalSecondaryIndexes=[{"IndexName": "GSI1", "KeySchema": [
-                {"AttributeName": "GSI1PK", "KeyType": "HASH"}, {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": [
-                    "InvoiceNo", "CustomerID", "Country", "InvoiceDate", "invoice_time", "invoice_type",
-                    "total_amount", "total_quantity", "line_count"]}}])
+        client.create_table(TableName="serving", **pipelines.table_schema())  # the serving table, GSI1 and all
         result: dict[str, Any] = {"calls": CALLS}
         for lines in LINES:
             customer = str(10000 + lines)
