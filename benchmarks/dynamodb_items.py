@@ -4,8 +4,9 @@ The serving table, created with the schema of the function that writes it (one d
 with its `lines`, a GSI1 index of the customer's invoices projecting their totals), on a local cloud of
 its own with only the journal's executor. For invoices of LINES lines: GetItem (the query API's
 `GET /invoices/{n}`) and a Query of 20 invoices of one customer through GSI1
-(`GET /customers/{id}/invoices`). Reported per call: the server process's CPU (user + system, from /proc, over CALLS calls) and the wall time seen by a boto3
-client (which includes botocore parsing the answer: what a Lambda function pays too).
+(`GET /customers/{id}/invoices`). Reported per call: the server process's CPU (user + system, from
+/proc, over CALLS calls) and the wall time seen by a boto3 client (which includes botocore parsing the
+answer: what a Lambda function pays too).
 
 Run: `python -m benchmarks --only dynamodb` (or `python -m benchmarks.dynamodb_items`).
 """
