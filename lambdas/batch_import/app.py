@@ -16,10 +16,9 @@ trigger") runs this function, which for each object under INCOMING_PREFIX (FILE_
    same parts and adds no line to a document;
 3. stops before the deadline (context.get_remaining_time_in_millis() below SAFETY_MS), records the row
    offset reached in the ledger and releases the file: the next invocation continues there;
-4. loads the files it finished into the warehouse while it stages the others (`Loader`): every
-   COPY_EVERY_S seconds (5) at most, one COPY of a manifest of the parts of the files finished since the
-   last (`warehouse.py`, exactly once: the COPY commits with a row per file in `batch_import_loads`), then
-   marks them DONE and moves them to PROCESSED_PREFIX. A file is never half-loaded into the warehouse.
+4. loads the files it finished into the warehouse with one COPY of a manifest of their parts
+   (`warehouse.py`, exactly once: the COPY commits with a row per file in `batch_import_loads`), marks
+   them DONE and moves them to PROCESSED_PREFIX. A file is never half-loaded into the warehouse.
 Every row read is stored or quarantined (counted in the answer and the ledger). A file whose header is
 not the published one is refused whole and moved to QUARANTINE_PREFIX.
 
@@ -27,8 +26,8 @@ Environment: LAKE_BUCKET, TABLE_NAME, LEDGER_TABLE, the warehouse's (see warehou
 STAGING_BUCKET (where the staged parts and manifests go, the bucket the warehouse's COPY role may read;
 default LAKE_BUCKET), INCOMING_PREFIX (incoming/), PROCESSED_PREFIX (processed/), STAGED_PREFIX (staged/), QUARANTINE_PREFIX
 (quarantine/), CHUNK_ROWS (5000), SAFETY_MS (20000), FILE_THREADS (8: a file spends much of its time
-waiting for its requests' answers, so more files in flight keep the function and the services busy),
-COPY_EVERY_S (5: the shortest time between two COPYs; fewer, bigger COPYs load faster). A file must fit in the function's memory: the client cuts big files by day or by rows.
+waiting for its requests' answers, so more files in flight keep the function and the services busy). A file
+must fit in the function's memory: the client cuts big files by day or by rows.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ import io
 import json
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -111,23 +109,18 @@ def collector_paused() -> Iterator[None]:
 
 
 def import_incoming(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The handler's work: stage every file it can while a loader COPYs those finished and moves them."""
+    """The handler's work: stage every file it can, one COPY of those finished, then move them."""
     bucket = os.environ["LAKE_BUCKET"]
     owner = getattr(context, "aws_request_id", None) or f"local-{time.time_ns()}"
     started = time.perf_counter()
     objects = list_incoming(bucket, setting("INCOMING_PREFIX", "incoming/"))
-    with Loader(bucket, owner, float(setting("COPY_EVERY_S", "5"))) as loader:
-        def stage(item: dict[str, Any]) -> Work:
-            work = stage_object(bucket, item, owner, context)
-            if work.report.status == "staged":
-                loader.add(work)
-            return work
-
-        with ThreadPoolExecutor(max(1, int(setting("FILE_THREADS", "8")))) as pool:
-            work = list(pool.map(stage, objects))
-        staged = time.perf_counter()
+    with ThreadPoolExecutor(max(1, int(setting("FILE_THREADS", "8")))) as pool:
+        work = list(pool.map(lambda item: stage_object(bucket, item, owner, context), objects))
+    staged = time.perf_counter()
+    load_staged(bucket, [w for w in work if w.report.status == "staged"], owner)
     loaded = time.perf_counter()
-    move_all(bucket, [w for w in work if w.report.status == "already_loaded"], setting("PROCESSED_PREFIX", "processed/"))
+    move_all(bucket, [w for w in work if w.report.status in ("loaded", "already_loaded")],
+             setting("PROCESSED_PREFIX", "processed/"))
     move_all(bucket, [w for w in work if w.report.status == "refused"], setting("QUARANTINE_PREFIX", "quarantine/"))
     moved = time.perf_counter()
     reports = [w.report for w in work]
@@ -136,10 +129,8 @@ def import_incoming(event: dict[str, Any], context: Any) -> dict[str, Any]:
     answer.update(rows=sum(r.rows for r in reports if r.status == "loaded"),
                   stored=sum(r.stored for r in reports if r.status == "loaded"),
                   quarantined=sum(r.quarantined for r in reports if r.status == "loaded"))
-    answer["copies"] = loader.copies
     answer["seconds"] = {"stage": round(staged - started, 2), "copy": round(loaded - staged, 2),
-                         "move": round(moved - loaded, 2)}  # where the invocation's time went: staging, then
-    # waiting for the loader's last COPY and its moves, then moving the files refused or loaded before
+                         "move": round(moved - loaded, 2)}  # where the invocation's time went
     logger.info("batch import (%s): %s", event.get("source", "direct"), json.dumps(answer))
     answer["files"] = [asdict(r) for r in reports]
     return answer
@@ -212,65 +203,11 @@ def part_offsets(rows: int, chunk: int) -> range:
     return range(0, max(rows, 1), chunk)
 
 
-class Loader:
-    """Loads finished files into the warehouse while others are still staging: a thread takes the files
-    staged so far, every `every_s` seconds at most, COPYs them together (`load_staged`, one manifest), marks
-    them DONE and moves them to PROCESSED_PREFIX; leaving the `with` loads what is left and waits. The COPY
-    of the whole file no longer waits for the last file: it was a tenth of a full import, after the rest.
-    A failed wave stops the loader and is raised when the `with` ends; the files it did not load stay
-    IN_PROGRESS, staged to their end, and the next invocation loads them once their lease ends."""
-
-    def __init__(self, bucket: str, owner: str, every_s: float) -> None:
-        self.bucket, self.owner, self.every_s = bucket, owner, every_s
-        self.copies = 0  # COPY statements run (a wave whose files were all loaded before runs none)
-        self._waiting: list[Work] = []
-        self._closing = False
-        self._error: BaseException | None = None
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="batch-import-loader", daemon=True)
-
-    def __enter__(self) -> "Loader":
-        self._thread.start()
-        return self
-
-    def add(self, work: Work) -> None:
-        with self._changed:
-            self._waiting.append(work)
-            self._changed.notify()
-
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-        with self._changed:
-            self._closing = True
-            self._changed.notify()
-        self._thread.join()
-        if self._error is not None and error is None:
-            raise self._error
-
-    def _run(self) -> None:
-        last = -float("inf")
-        wave = 0
-        while True:
-            with self._changed:
-                while not self._closing and (not self._waiting or time.monotonic() < last + self.every_s):
-                    self._changed.wait(None if not self._waiting else last + self.every_s - time.monotonic())
-                if not self._waiting:
-                    return
-                files, self._waiting = self._waiting, []
-            last, wave = time.monotonic(), wave + 1
-            try:
-                self.copies += load_staged(self.bucket, files, self.owner, f"{self.owner}-{wave}")
-                move_all(self.bucket, files, setting("PROCESSED_PREFIX", "processed/"))
-            except BaseException as error:  # noqa: BLE001 - raised in the handler's thread by __exit__
-                logger.exception("loading %d staged files failed", len(files))
-                self._error = error
-                return
-
-
-def load_staged(bucket: str, staged: list[Work], owner: str, name: str | None = None) -> int:
-    """The finished files into the warehouse with one COPY (a manifest of their parts, `name`d) unless a
-    committed COPY already has them, then DONE in the ledger; the number of COPYs run (0 or 1)."""
+def load_staged(bucket: str, staged: list[Work], owner: str) -> None:
+    """The finished files into the warehouse with one COPY (a manifest of their parts) unless a committed
+    COPY already has them, then DONE in the ledger."""
     if not staged:
-        return 0
+        return
     versions = [(f"s3://{bucket}/{w.report.key}", w.etag) for w in staged]
     done_before = warehouse.already_loaded(versions)
     fresh = [(version, w) for version, w in zip(versions, staged) if version not in done_before]
@@ -279,7 +216,7 @@ def load_staged(bucket: str, staged: list[Work], owner: str, name: str | None = 
         entries = [{"url": f"s3://{staging}/{staged_prefix(file_name(w.report.key), w.etag)}part-{start:09d}.csv.gz",
                     "mandatory": True}
                    for _, w in fresh for start in part_offsets(w.report.rows, w.entry.chunk)]  # type: ignore[union-attr]
-        manifest = f"{setting('STAGED_PREFIX', 'staged/')}manifests/{name or owner}.manifest"
+        manifest = f"{setting('STAGED_PREFIX', 'staged/')}manifests/{owner}.manifest"
         s3.put_object(Bucket=staging, Key=manifest, Body=json.dumps({"entries": entries}).encode())
         warehouse.copy_files(f"s3://{staging}/{manifest}", [(obj, etag, w.report.stored) for (obj, etag), w in fresh])
     ledger.finish_many(os.environ["LEDGER_TABLE"], [w.entry for w in staged if w.entry], owner)
@@ -287,7 +224,6 @@ def load_staged(bucket: str, staged: list[Work], owner: str, name: str | None = 
         w.report.status = "loaded"
         logger.info("%s: %d rows, %d stored, %d quarantined", w.report.key, w.report.rows, w.report.stored,
                     w.report.quarantined)
-    return 1 if fresh else 0
 
 
 def read_rows(body: bytes) -> tuple[list[dict[str, Any]], str | None]:

@@ -1,9 +1,9 @@
 """The warehouse side of the batch import: one COPY per file, exactly once, through the `redshift-data` API.
 
 A file's cleaned rows are staged under one S3 prefix (a gzipped CSV part per chunk) and loaded only
-when the whole file is done, never half. The files an invocation finished are loaded together by a
-COPY with a manifest listing their parts, a few times an invocation as files finish (Redshift's advice:
-one COPY of many files, not a COPY per file), and a row per file in `batch_import_loads` (object, ETag) commits in the same BatchExecuteStatement
+when the whole file is done, never half. The files an invocation finished are loaded together by one
+COPY with a manifest listing their parts (Redshift's advice: one COPY of many files, not many COPYs),
+and a row per file in `batch_import_loads` (object, ETag) commits in the same BatchExecuteStatement
 transaction, so an invocation that dies after the COPY but before the ledger says DONE does not load a
 file again: the next one finds its row.
 
