@@ -221,7 +221,8 @@ def _attribute_values(generic: Any, drop_none_in_maps: bool) -> Any:
     generic walkers give for those kinds: a text or number keeps its str, a boolean its bool; a list keeps a
     None element as None; a map keeps it when parsing and drops it when serializing (`drop_none_in_maps`).
     So the result is the same, without a loop over the ten members for each of the millions of values of a
-    bulk load."""
+    bulk load. A map or list whose elements all come back as they are is itself given back as it is: the
+    usual item (texts, numbers, maps and lists of them) is checked, not copied."""
     def walk(value: Any) -> Any:
         if type(value) is dict and len(value) == 1:
             for key, item in value.items():
@@ -231,12 +232,21 @@ def _attribute_values(generic: Any, drop_none_in_maps: bool) -> Any:
                 if (key == "BOOL" or key == "NULL") and inner is bool:
                     return value
                 if key == "M" and inner is dict:
-                    if drop_none_in_maps:
-                        return {"M": {name: walk(element) for name, element in item.items() if element is not None}}
-                    return {"M": {name: None if element is None else walk(element) for name, element in item.items()}}
+                    for element in item.values():
+                        if drop_none_in_maps if element is None else walk(element) is not element:
+                            return {"M": walk_map(item)}
+                    return value
                 if key == "L" and inner is list:
-                    return {"L": [None if element is None else walk(element) for element in item]}
+                    for element in item:
+                        if element is not None and walk(element) is not element:
+                            return {"L": [None if element is None else walk(element) for element in item]}
+                    return value
         return generic(value)
+
+    def walk_map(item: dict[str, Any]) -> dict[str, Any]:
+        if drop_none_in_maps:
+            return {name: walk(element) for name, element in item.items() if element is not None}
+        return {name: None if element is None else walk(element) for name, element in item.items()}
     return walk
 
 

@@ -183,6 +183,18 @@ def test_none_inside_maps_and_lists_is_walked_as_moto_walks_it() -> None:
     assert json.loads(fast.serialize_result(get, {"Item": item})) == _moto_serialize(get, {"Item": item})
 
 
+def test_a_plain_item_is_checked_not_copied() -> None:
+    """Texts, numbers and maps and lists of them parse to themselves: the walk gives the decoded maps back
+    as they are; a map holding binary is decoded into a new map."""
+    put = _operation("dynamodb", "PutItem")
+    document = {"TableName": "t", "Item": {"lines": {"L": [{"M": {"q": {"N": "1"}, "d": {"S": "x"}}}, None]},
+                                          "blob": {"M": {"b": {"B": "AAE="}}}}}
+    parsed = fast.parser(put.input_shape, id(put.service_model))[0](document)
+    assert parsed["Item"]["lines"] is document["Item"]["lines"]
+    assert parsed["Item"]["blob"] == {"M": {"b": {"B": b"\x00\x01"}}}
+    assert document["Item"]["blob"]["M"]["b"]["B"] == "AAE="
+
+
 def test_iam_and_the_parser_decode_a_body_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """IAM reads a JSON call's parameters, then the parser reads the same document (an equal body, even
     another bytes object): one decode; a different body is decoded afresh."""
