@@ -7,6 +7,9 @@ every text and attribute name: half the time of building the items of a BatchWri
 documents. Here a number's size is looked up by its text (a file repeats its prices and quantities), an
 attribute name's too, and an ASCII text's size is its length; maps and lists are summed in a loop. Other
 kinds (binary, sets, booleans, null) go to the size it replaces. The same sizes, in about half the time.
+
+A new item (`Item(...)`, patches.py) is built and measured in one walk by `measured`: the same
+`DynamoType` tree as `DynamoType(value)` and the same size as its `size()`, without walking it twice.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ CACHE_SIZE = 65_536
 _undo: list[Callable[[], None]] = []
 
 
+@functools.cache
+def _text_sizes() -> tuple[Callable[[str], int], Callable[[str], int]]:
+    """moto's size of a number's text and of a name, remembered per text (shared by `make` and `measured`)."""
+    return (functools.lru_cache(maxsize=CACHE_SIZE)(motoapi.dynamodb_number_size),
+            functools.lru_cache(maxsize=CACHE_SIZE)(motoapi.dynamodb_bytesize))
+
+
 def make(current: Callable[[Any], int]) -> Callable[[Any], int]:
     """The replacement of DynamoType.size (`current`: the size it replaces, for the kinds left to it)."""
     DynamoType = motoapi.DynamoType  # noqa: N806 - moto's class
-    bytesize, number_size = motoapi.dynamodb_bytesize, motoapi.dynamodb_number_size
-    number_text_size = functools.lru_cache(maxsize=CACHE_SIZE)(number_size)
-    name_size = functools.lru_cache(maxsize=CACHE_SIZE)(bytesize)
+    number_text_size, name_size = _text_sizes()
 
     def size(value: Any) -> int:
         kind, inner = value.type, value.value
@@ -48,6 +56,52 @@ def make(current: Callable[[Any], int]) -> Callable[[Any], int]:
     size.replaced = current  # type: ignore[attr-defined]
     size.moto_original = getattr(current, "moto_original", current)  # type: ignore[attr-defined]  # moto's own, for the tests
     return size
+
+
+def measured(value: Any) -> tuple[Any, int]:
+    """`DynamoType(value)` and its `size()`, in one walk: texts, numbers, maps and lists are built here (as
+    moto's `__init__` builds them: the kind and the value, a map's or list's elements typed in turn); any
+    other kind, or a value that is not a one-key dict, is moto's `DynamoType(value)` and its `size()`."""
+    return _walker()(value)
+
+
+@functools.cache
+def _walker() -> Callable[[Any], tuple[Any, int]]:
+    DynamoType = motoapi.DynamoType  # noqa: N806 - moto's class
+    new = object.__new__
+    number_text_size, name_size = _text_sizes()
+
+    def walk(value: Any) -> tuple[Any, int]:
+        if type(value) is dict and len(value) == 1:
+            for kind, inner in value.items():
+                break
+            inner_type = type(inner)
+            if kind == "S" and inner_type is str:
+                size = len(inner) if inner.isascii() else len(inner.encode("utf-8"))
+            elif kind == "N" and inner_type is str:
+                size = number_text_size(inner)
+            elif kind == "M" and inner_type is dict:
+                elements, size = {}, 0
+                for name, element in inner.items():
+                    elements[name], element_size = walk(element)
+                    size += name_size(name) + element_size
+                inner = elements
+            elif kind == "L" and inner_type is list:
+                items, size = [], 0
+                for element in inner:
+                    typed, element_size = walk(element)
+                    items.append(typed)
+                    size += element_size
+                inner = items
+            else:
+                kind = ""
+            if kind:
+                typed = new(DynamoType)
+                typed.type, typed.value = kind, inner
+                return typed, size
+        typed = DynamoType(value)
+        return typed, typed.size()
+    return walk
 
 
 def apply() -> None:

@@ -215,15 +215,21 @@ def _query_one_partition() -> None:
 
 
 def _item_size_once() -> None:
-    """Item(...) measures its attributes once for the size limit instead of once per attribute set."""
+    """Item(...) measures its attributes once for the size limit instead of once per attribute set, while it
+    builds them (`dynamodb_sizes.measured`)."""
     from moto.dynamodb.exceptions import ItemSizeTooLarge
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
     from moto.dynamodb.models.utilities import bytesize
+
+    from localcloud.motoapi.dynamodb_sizes import measured
 
     def init(item: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
         item.hash_key, item.range_key = hash_key, range_key
-        converted = {key: DynamoType(value) for key, value in attrs.items()}
-        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:  # moto's limit
+        converted, total = {}, 0
+        for key, value in attrs.items():
+            converted[key], size = measured(value)
+            total += bytesize(key) + size
+        if total > 405000:  # moto's limit
             raise ItemSizeTooLarge
         item.attrs = LimitedSizeDict()
         dict.update(item.attrs, converted)  # later single-attribute updates still go through the check

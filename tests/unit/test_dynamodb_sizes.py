@@ -38,6 +38,29 @@ def test_sizes_are_moto_own(value: dict[str, Any]) -> None:
     assert ours.size() == DynamoType.size.moto_original(ours)
 
 
+def _tree(typed: Any) -> Any:
+    """A DynamoType as plain data, each node checked to be one: (kind, value), maps and lists walked."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert type(typed) is DynamoType and set(vars(typed)) == {"type", "value"}
+    if typed.type == "M":
+        return ("M", {name: _tree(element) for name, element in typed.value.items()})
+    if typed.type == "L":
+        return ("L", [_tree(element) for element in typed.value])
+    return (typed.type, typed.value)
+
+
+@pytest.mark.parametrize("value", values())
+def test_an_item_is_built_and_measured_in_one_walk_as_moto_builds_and_measures_it(value: dict[str, Any]) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    patches.apply()
+    typed, size = dynamodb_sizes.measured(value)
+    morphed = DynamoType(value)
+    assert _tree(typed) == _tree(morphed)
+    assert size == DynamoType.size.moto_original(morphed)
+
+
 def test_a_document_too_big_is_still_refused() -> None:
     """The 400 KB limit is checked with these sizes: 400 KB of names and numbers is refused."""
     from moto.dynamodb.exceptions import ItemSizeTooLarge
