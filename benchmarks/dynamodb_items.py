@@ -1,4 +1,4 @@
-"""What the local cloud's own CPU costs for the serving table's two reads, by invoice size.
+"""What the local cloud's own CPU costs for the serving table's two reads and its bulk write, by invoice size.
 
 The serving table, created with the schema of the function that writes it (one document per invoice
 with its `lines`, a GSI1 index of the customer's invoices projecting their totals), on a local cloud of
@@ -6,7 +6,8 @@ its own with only the journal's executor. For invoices of LINES lines: GetItem (
 `GET /invoices/{n}`) and a Query of 20 invoices of one customer through GSI1
 (`GET /customers/{id}/invoices`). Reported per call: the server process's CPU (user + system, from
 /proc, over CALLS calls) and the wall time seen by a boto3 client (which includes botocore parsing the
-answer: what a Lambda function pays too).
+answer: what a Lambda function pays too). And a BatchWriteItem of 25 such documents (what the stream and
+batch writers send): the local cloud parses the request, builds and measures every item.
 
 Run: `python -m benchmarks --only dynamodb` (or `python -m benchmarks.dynamodb_items`).
 """
@@ -75,12 +76,15 @@ def run() -> dict[str, Any]:
                 client.put_item(TableName="serving", Item=_document(f"{lines:04d}{n:02d}", customer, lines, n % 60))
             key = {"PK": {"S": f"INVOICE#{lines:04d}00"}, "SK": {"S": "INVOICE"}}
             size = len(json.dumps(client.get_item(TableName="serving", Key=key)["Item"]))
+            batch = {"serving": [{"PutRequest": {"Item": _document(f"{lines:04d}{n:02d}", customer, lines, n % 60)}}
+                                 for n in range(25)]}
             result[f"{lines}_lines"] = {
                 "item_json_kb": round(size / 1024, 1),
                 "get_item": _measure(pid, lambda key=key: client.get_item(TableName="serving", Key=key)),
                 "query_20_of_customer": _measure(pid, lambda customer=customer: client.query(
                     TableName="serving", IndexName="GSI1", KeyConditionExpression="GSI1PK = :c", Limit=20,
                     ScanIndexForward=False, ExpressionAttributeValues={":c": {"S": f"CUSTOMER#{customer}"}})),
+                "batch_write_25": _measure(pid, lambda batch=batch: client.batch_write_item(RequestItems=batch)),
             }
     return result
 
