@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
-dynamodb = boto3.client("dynamodb")
+from clients import dynamodb
 
 IN_PROGRESS, DONE, REFUSED = "IN_PROGRESS", "DONE", "REFUSED"
 ATTRIBUTES = {f"#{name}": name for name in ("object", "status", "owner", "offset", "stored", "quarantined",

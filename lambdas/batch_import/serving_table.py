@@ -13,12 +13,10 @@ import os
 import time
 from typing import Callable
 
-import boto3
-from botocore.config import Config
 from retail_records import document_writes
 from retail_records.documents import Line
 
-dynamodb = boto3.client("dynamodb", config=Config(parameter_validation=False))
+from clients import dynamodb
 
 MAX_ATTEMPTS = int(os.environ.get("WRITE_MAX_ATTEMPTS", "6"))
 BASE_BACKOFF_S = float(os.environ.get("WRITE_BACKOFF_SECONDS", "0.05"))

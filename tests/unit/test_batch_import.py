@@ -429,3 +429,13 @@ def test_schedule_rule_runs_the_deployed_function(setup: Setup, endpoint: str):
     rows, amount, quantity = expected_totals(raw)
     assert document_totals(setup.scan()) == (rows, amount, quantity)
     assert warehouse_totals(setup) == (rows, amount.quantize(Decimal("0.001")), quantity)
+
+
+def test_every_client_the_file_threads_share_has_a_connection_for_each(batch: ModuleType):
+    """FILE_THREADS files in flight share the S3 and DynamoDB clients: each keeps that many connections (boto3's
+    default of 10 would open and throw away a connection for every request beyond it)."""
+    shared = {"s3": batch.s3, "ledger": sys.modules["ledger"].dynamodb,
+              "serving table": sys.modules["serving_table"].dynamodb}
+    assert batch.FILE_THREADS == 16
+    for name, client in shared.items():
+        assert client.meta.config.max_pool_connections >= batch.FILE_THREADS, name
