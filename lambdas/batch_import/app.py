@@ -114,10 +114,8 @@ def import_incoming(event: dict[str, Any], context: Any) -> dict[str, Any]:
     owner = getattr(context, "aws_request_id", None) or f"local-{time.time_ns()}"
     started = time.perf_counter()
     objects = list_incoming(bucket, setting("INCOMING_PREFIX", "incoming/"))
-    largest_first = sorted(objects, key=lambda item: -int(item.get("Size", 0)))  # no big file left to run alone
     with ThreadPoolExecutor(FILE_THREADS) as pool:
-        work = sorted(pool.map(lambda item: stage_object(bucket, item, owner, context), largest_first),
-                      key=lambda w: w.report.key)
+        work = list(pool.map(lambda item: stage_object(bucket, item, owner, context), objects))
     staged = time.perf_counter()
     load_staged(bucket, [w for w in work if w.report.status == "staged"], owner)
     loaded = time.perf_counter()
